@@ -183,4 +183,6 @@ def model_family(config: dict[str, Any]) -> str:
         return "tdt_ctc" if tdt else "rnnt_ctc"
     if target == CTC_TARGET:
         return "ctc"
-    raise ConfigError(f"unsupported model class {target!r} (expected a NeMo Parakeet TDT, RNNT or CTC model)")
+    raise ConfigError(
+        f"unsupported model class {target!r} (expected a NeMo Parakeet TDT, RNNT or CTC model)"
+    )

@@ -1,0 +1,110 @@
+"""Relative-position multi-head attention (Transformer-XL style, as in NeMo's Conformer).
+
+One module serves both NeMo attention models: `rel_pos` (every frame sees every frame) and
+`rel_pos_local_attn` (each frame sees `left` frames before it and `right` after it). The mode
+is a plain attribute, so switching never touches the weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .kernels import local_attention
+
+AttentionContext = tuple[int, int]
+
+
+def sinusoidal_embedding(positions: mx.array, d_model: int) -> mx.array:
+    """(len(positions), d_model): sin on even channels, cos on odd ones."""
+    inv_freq = mx.exp(mx.arange(0, d_model, 2, dtype=mx.float32) * (-math.log(10000.0) / d_model))
+    angles = positions.astype(mx.float32)[:, None] * inv_freq[None, :]
+    return mx.stack([mx.sin(angles), mx.cos(angles)], axis=-1).reshape(len(positions), d_model)
+
+
+def relative_position_embedding(length: int, d_model: int, context: AttentionContext | None):
+    """Embeddings of relative distances i - j, from the largest down to the smallest.
+
+    Full attention needs distances T-1 ... -(T-1); local attention only left ... -right.
+    """
+    if context is None:
+        positions = mx.arange(length - 1, -length, -1)
+    else:
+        left, right = context
+        positions = mx.arange(left, -right - 1, -1)
+    return sinusoidal_embedding(positions, d_model)
+
+
+def _shift_relative(scores: mx.array) -> mx.array:
+    """(B, H, T, 2T-1) scores per relative distance -> (B, H, T, T) scores per key.
+
+    Column k of the input is distance T-1-k; key j of query i sits at k = T-1-i+j. Padding
+    one column on the left and re-reading the buffer with rows one element longer lines
+    the diagonals up without a gather.
+    """
+    b, h, t, p = scores.shape
+    scores = mx.pad(scores, [(0, 0), (0, 0), (0, 0), (1, 0)])
+    scores = scores.reshape(b, h, p + 1, t)[:, :, 1:].reshape(b, h, t, p)
+    return scores[..., :t]
+
+
+class RelPositionAttention(nn.Module):
+    def __init__(self, n_heads: int, d_model: int, bias: bool = True):
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.scale = self.head_dim**-0.5
+        self.linear_q = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_k = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_v = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_out = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_pos = nn.Linear(d_model, d_model, bias=False)
+        self.pos_bias_u = mx.zeros((n_heads, self.head_dim))
+        self.pos_bias_v = mx.zeros((n_heads, self.head_dim))
+        self.context: AttentionContext | None = None
+
+    def _heads(self, x: mx.array) -> mx.array:
+        b, t, _ = x.shape
+        return x.reshape(b, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
+
+    def __call__(
+        self,
+        x: mx.array,
+        pos_emb: mx.array,
+        key_mask: mx.array | None = None,
+    ) -> mx.array:
+        """x: (B, T, d); pos_emb from relative_position_embedding for this mode;
+        key_mask: (B, T), True for real frames (batches padded to one length)."""
+        b, t, d = x.shape
+        q = self.linear_q(x).reshape(b, t, self.n_heads, self.head_dim)
+        k = self._heads(self.linear_k(x))
+        v = self._heads(self.linear_v(x))
+        p = self.linear_pos(pos_emb).reshape(-1, self.n_heads, self.head_dim)
+        q_u = (q + self.pos_bias_u).transpose(0, 2, 1, 3)
+        q_v = (q + self.pos_bias_v).transpose(0, 2, 1, 3)
+        # (B, H, T, P): the query's affinity to each relative distance
+        by_distance = (q_v @ p.transpose(1, 2, 0)) * self.scale
+
+        if self.context is None:
+            bias = _shift_relative(by_distance)
+            if key_mask is not None:
+                bias = mx.where(key_mask[:, None, None, :], bias, mx.array(-1e9, bias.dtype))
+            out = mx.fast.scaled_dot_product_attention(q_u, k, v, scale=self.scale, mask=bias)
+            if key_mask is not None:
+                out = mx.where(key_mask.any(axis=1)[:, None, None, None], out, 0)
+        else:
+            left, right = self.context
+            out = local_attention(
+                q_u,
+                k,
+                v,
+                left=left,
+                right=right,
+                bias=by_distance,
+                key_mask=key_mask,
+                scale=self.scale,
+            )
+        out = out.transpose(0, 2, 1, 3).reshape(b, t, d)
+        return self.linear_out(out)

@@ -1,0 +1,108 @@
+"""Greedy decoding with NeMo's rules for TDT, RNNT and CTC.
+
+Each returns a `Hypothesis`: token ids with the encoder frame each was emitted at, its
+duration in frames, a confidence, and the hypothesis' model score (log-probability).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .stepper import DecoderState, TransducerStepper, entropy_confidence, log_softmax
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    durations: list[int] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    score: float = 0.0
+    # where a transducer stopped: its state and last token, to continue a stream
+    state: DecoderState | None = None
+    last_token: int | None = None
+    next_frame: int = 0
+
+
+def greedy_transducer(
+    stepper: TransducerStepper,
+    enc: np.ndarray,
+    *,
+    durations: list[int] | None,
+    max_symbols: int | None,
+    state: DecoderState | None = None,
+    last_token: int | None = None,
+    start_frame: int = 0,
+) -> Hypothesis:
+    """TDT when `durations` is given, RNNT otherwise. enc: (T, joint_hidden) projected frames.
+
+    RNNT: at each frame emit tokens until blank (at most max_symbols), then next frame.
+    TDT: each step also predicts how many frames to advance; a token with duration 0 stays
+    on the frame. As in NeMo, after max_symbols steps on one frame the frame index moves one
+    further (even when the last step advanced on its own). A blank of duration 0 would make
+    NeMo repeat that same step until max_symbols and then move one frame: done at once here.
+    """
+    blank = stepper.blank
+    n_tok = stepper.num_tokens
+    state = state or stepper.initial_state()
+    pred_out, next_state = stepper.predict(last_token, state)
+    hyp = Hypothesis(state=state, last_token=last_token)
+    limit = max_symbols if max_symbols is not None else 1 << 30
+    t = start_frame
+    length = len(enc)
+    while t < length:
+        symbols = 0
+        while True:
+            logits = stepper.logits(enc[t], pred_out)
+            logp = log_softmax(logits[:n_tok])
+            k = int(np.argmax(logp))
+            symbols += 1
+            if durations is not None:
+                dur_logp = log_softmax(logits[n_tok:])
+                d = int(np.argmax(dur_logp))
+                skip = durations[d]
+                hyp.score += float(logp[k] + dur_logp[d])
+            else:
+                skip = 1 if k == blank else 0
+                hyp.score += float(logp[k])
+            if k == blank and skip == 0:
+                t += 1
+                break
+            if k != blank:
+                hyp.tokens.append(k)
+                hyp.frames.append(t)
+                hyp.durations.append(skip if durations is not None else 1)
+                hyp.confidences.append(entropy_confidence(logp))
+                hyp.state, hyp.last_token = next_state, k
+                pred_out, next_state = stepper.predict(k, next_state)
+            t += skip
+            if symbols >= limit:
+                if durations is not None or k != blank:
+                    t += 1
+                break
+            if skip > 0:
+                break
+    hyp.next_frame = t
+    return hyp
+
+
+def greedy_ctc(log_probs: np.ndarray, blank: int) -> Hypothesis:
+    """log_probs: (T, classes). NeMo's rule: a label is emitted where it differs from the
+    previous frame's label and is not blank, so 'a _ a' gives two tokens. The duration is
+    how many consecutive frames the label holds."""
+    best = log_probs.argmax(axis=1)
+    hyp = Hypothesis(score=float(log_probs[np.arange(len(best)), best].sum()))
+    previous = blank
+    for t, label in enumerate(best.tolist()):
+        if label != blank and label != previous:
+            hyp.tokens.append(label)
+            hyp.frames.append(t)
+            hyp.durations.append(1)
+            hyp.confidences.append(entropy_confidence(log_probs[t]))
+        elif label != blank and label == previous and hyp.durations:
+            hyp.durations[-1] += 1
+        previous = label
+    hyp.next_frame = len(best)
+    return hyp

@@ -1,0 +1,85 @@
+"""NeMo's `dw_striding` subsampling: log-mel frames -> one encoder frame per `factor` frames.
+
+A stack of 3x3 stride-2 convolutions over (time, frequency): a full convolution first, then
+depthwise + pointwise pairs. Its activations are large (channels x time x frequency), so long
+inputs run through it in time slices with a halo of real neighbouring frames; the slices'
+outputs are exactly those of one pass, and memory stays bounded by the slice length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import ConformerArgs
+
+KERNEL, STRIDE, PADDING = 3, 2, 1
+# Mel frames per slice when the input is long; a multiple of every subsampling factor.
+SLICE_FRAMES = 4096
+
+
+def subsampled_length(length: int | mx.array, stages: int):
+    for _ in range(stages):
+        length = (length + 2 * PADDING - KERNEL) // STRIDE + 1
+    return length
+
+
+class DwStridingSubsampling(nn.Module):
+    def __init__(self, args: ConformerArgs):
+        super().__init__()
+        factor = args.subsampling_factor
+        if factor < 2 or factor & (factor - 1):
+            raise ValueError(f"subsampling_factor must be a power of two, got {factor}")
+        self.stages = int(math.log2(factor))
+        self.factor = factor
+        channels = args.subsampling_conv_channels
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, channels, KERNEL, stride=STRIDE, padding=PADDING),
+            nn.ReLU(),
+        ]
+        for _ in range(self.stages - 1):
+            layers += [
+                nn.Conv2d(channels, channels, KERNEL, STRIDE, PADDING, groups=channels),
+                nn.Conv2d(channels, channels, 1),
+                nn.ReLU(),
+            ]
+        # Layer indices match NeMo's nn.Sequential, hence the checkpoint's names.
+        self.conv = layers
+        freq = subsampled_length(args.feat_in, self.stages)
+        self.out = nn.Linear(channels * freq, args.d_model)
+
+    def _convolve(self, x: mx.array) -> mx.array:
+        """(B, T, F) mel -> (B, T', C * F') features, C-major as NeMo flattens them."""
+        x = x[..., None]  # NHWC with H = time, W = frequency
+        for layer in self.conv:
+            x = layer(x)
+        b, t, f, c = x.shape
+        return x.transpose(0, 1, 3, 2).reshape(b, t, c * f)
+
+    def __call__(self, mel: mx.array, lengths: mx.array) -> tuple[mx.array, mx.array]:
+        total = mel.shape[1]
+        if total <= SLICE_FRAMES:
+            x = self.out(self._convolve(mel))
+        else:
+            x = mx.concatenate(list(self._sliced(mel)), axis=1)
+        return x, subsampled_length(lengths, self.stages)
+
+    def _sliced(self, mel: mx.array):
+        """Output frames of consecutive mel slices, each computed with `halo` real frames on
+        both sides. Slices start on multiples of the factor, so their frames line up with one
+        pass; the frames that saw a slice's artificial left edge fall in the dropped halo."""
+        total = mel.shape[1]
+        out_total = subsampled_length(total, self.stages)
+        halo = 2 * self.factor
+        for start in range(0, total, SLICE_FRAMES):
+            lo = max(0, start - halo)
+            hi = min(total, start + SLICE_FRAMES + halo)
+            y = self._convolve(mel[:, lo:hi])
+            first = start // self.factor
+            last = min(out_total, (start + SLICE_FRAMES) // self.factor)
+            skip = (start - lo) // self.factor
+            y = self.out(y[:, skip : skip + last - first])
+            mx.eval(y)
+            yield y
