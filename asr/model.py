@@ -62,7 +62,7 @@ class BaseParakeet(nn.Module):
                 confidence=confidence,
             )
             for token, frame, duration, confidence in zip(
-                hyp.tokens, hyp.frames, hyp.durations, hyp.confidences
+                hyp.tokens, hyp.frames, hyp.durations, hyp.confidences, strict=True
             )
         ]
 
