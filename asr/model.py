@@ -47,9 +47,20 @@ class BaseParakeet(nn.Module):
         return self.encoder.pre_encode.out.weight.dtype
 
     # -- decoding -----------------------------------------------------------------------
-    def decode(self, features: mx.array, lengths: mx.array | None = None) -> list[Hypothesis]:
+    def decode(
+        self,
+        features: mx.array,
+        lengths: mx.array | None = None,
+        config: DecodingConfig | None = None,
+    ) -> list[Hypothesis]:
         """(B, T, d_model) encoder output -> one hypothesis per batch item."""
         raise NotImplementedError  # each model family defines it
+
+    @staticmethod
+    def _lengths(features: mx.array, lengths: mx.array | None) -> list[int]:
+        if lengths is None:
+            return [features.shape[1]] * features.shape[0]
+        return [int(n) for n in lengths.tolist()]
 
     def to_tokens(self, hyp: Hypothesis, time_offset: float = 0.0) -> list[AlignedToken]:
         ratio = self.time_ratio
@@ -81,7 +92,7 @@ class BaseParakeet(nn.Module):
         mx.eval(features, enc_lengths)
         return [
             sentences_to_result(tokens_to_sentences(self.to_tokens(h), config.sentence))
-            for h in self.decode(features, enc_lengths)
+            for h in self.decode(features, enc_lengths, config)
         ]
 
     # -- files --------------------------------------------------------------------------
@@ -136,7 +147,7 @@ class BaseParakeet(nn.Module):
                 f"chunk_duration ({chunk_duration} s)"
             )
         if not chunk or total <= chunk:
-            tokens = self._transcribe_span(audio, dtype, 0.0)
+            tokens = self._transcribe_span(audio, dtype, 0.0, config)
             if chunk_callback is not None:
                 chunk_callback(total, total)
         else:
@@ -146,7 +157,7 @@ class BaseParakeet(nn.Module):
                 end = min(start + chunk, total)
                 if end - start < min_samples:  # a sliver already inside the last overlap
                     break
-                piece = self._transcribe_span(audio[start:end], dtype, start / rate)
+                piece = self._transcribe_span(audio[start:end], dtype, start / rate, config)
                 tokens = (
                     merge_chunks(tokens, piece, start / rate, (start + overlap) / rate)
                     if (start)
@@ -161,12 +172,12 @@ class BaseParakeet(nn.Module):
         return sentences_to_result(tokens_to_sentences(tokens, config.sentence))
 
     def _transcribe_span(
-        self, audio: mx.array, dtype: mx.Dtype, offset: float
+        self, audio: mx.array, dtype: mx.Dtype, offset: float, config: DecodingConfig
     ) -> list[AlignedToken]:
         mel = get_logmel(audio.astype(mx.float32), self.preprocessor_config)
         features, lengths = self.encoder(mel.astype(dtype))
         mx.eval(features, lengths)
-        return self.to_tokens(self.decode(features, lengths)[0], offset)
+        return self.to_tokens(self.decode(features, lengths, config)[0], offset)
 
 
 class ParakeetTransducer(BaseParakeet):
@@ -191,13 +202,15 @@ class ParakeetTransducer(BaseParakeet):
             object.__setattr__(self, "_stepper", (key, stepper))
         return self._stepper[1]
 
-    def decode(self, features: mx.array, lengths: mx.array | None = None) -> list[Hypothesis]:
+    def decode(
+        self,
+        features: mx.array,
+        lengths: mx.array | None = None,
+        config: DecodingConfig | None = None,
+    ) -> list[Hypothesis]:
         stepper = self.stepper
-        lengths_list = (
-            [features.shape[1]] * features.shape[0] if lengths is None else lengths.tolist()
-        )
         results = []
-        for b, length in enumerate(lengths_list):
+        for b, length in enumerate(self._lengths(features, lengths)):
             enc = stepper.project_encoder(features[b, :length])
             results.append(
                 greedy_transducer(
@@ -235,10 +248,14 @@ class ParakeetCTC(BaseParakeet):
         super().__init__(args.preprocessor, args.encoder, args.decoder.vocabulary)
         self.decoder = ConvASRDecoder(args.decoder)
 
-    def decode(self, features: mx.array, lengths: mx.array | None = None) -> list[Hypothesis]:
-        log_probs = self.decoder(features.astype(mx.float32))
-        log_probs = np.array(log_probs)
-        lengths_list = (
-            [features.shape[1]] * features.shape[0] if lengths is None else lengths.tolist()
-        )
-        return [greedy_ctc(log_probs[b, :n], self.blank) for b, n in enumerate(lengths_list)]
+    def decode(
+        self,
+        features: mx.array,
+        lengths: mx.array | None = None,
+        config: DecodingConfig | None = None,
+    ) -> list[Hypothesis]:
+        log_probs = np.array(self.decoder(features.astype(mx.float32)))
+        return [
+            greedy_ctc(log_probs[b, :n], self.blank)
+            for b, n in enumerate(self._lengths(features, lengths))
+        ]

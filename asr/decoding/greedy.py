@@ -20,6 +20,7 @@ class Hypothesis:
     durations: list[int] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
     score: float = 0.0
+    steps: int = 0  # joint evaluations made
     # where a transducer stopped: its state and last token, to continue a stream
     state: DecoderState | None = None
     last_token: int | None = None
@@ -59,6 +60,7 @@ def greedy_transducer(
             logp = log_softmax(logits[:n_tok])
             k = int(np.argmax(logp))
             symbols += 1
+            hyp.steps += 1
             if durations is not None:
                 dur_logp = log_softmax(logits[n_tok:])
                 d = int(np.argmax(dur_logp))
