@@ -12,6 +12,8 @@ import numpy as np
 
 from .stepper import DecoderState, TransducerStepper, entropy_confidence, log_softmax
 
+LOOKAHEAD = 8
+
 
 @dataclass
 class Hypothesis:
@@ -53,10 +55,16 @@ def greedy_transducer(
     limit = max_symbols if max_symbols is not None else 1 << 30
     t = start_frame
     length = len(enc)
+    # Joint outputs of the frames ahead, computed at once for the current prediction: one
+    # pass over the joint's weights serves several blank steps (the loop is bound by memory
+    # traffic, not arithmetic), and is dropped when a token changes the prediction.
+    ahead_from, ahead = 0, np.empty((0, 0), np.float32)
     while t < length:
         symbols = 0
         while True:
-            logits = stepper.logits(enc[t], pred_out)
+            if not ahead_from <= t < ahead_from + len(ahead):
+                ahead_from, ahead = t, stepper.logits(enc[t : t + LOOKAHEAD], pred_out)
+            logits = ahead[t - ahead_from]
             logp = log_softmax(logits[:n_tok])
             k = int(np.argmax(logp))
             symbols += 1
@@ -79,6 +87,7 @@ def greedy_transducer(
                 hyp.confidences.append(entropy_confidence(logp))
                 hyp.state, hyp.last_token = next_state, k
                 pred_out, next_state = stepper.predict(k, next_state)
+                ahead = ahead[:0]
             t += skip
             if symbols >= limit:
                 if durations is not None or k != blank:
