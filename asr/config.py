@@ -18,6 +18,16 @@ class ConfigError(ValueError):
     """A config.json that does not describe a model this engine can build."""
 
 
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass a field holds: the hint itself, or the one inside `X | None`."""
+    if dataclasses.is_dataclass(hint):
+        return hint  # type: ignore[return-value]
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg  # type: ignore[return-value]
+    return None
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
@@ -27,9 +37,9 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         if not f.init or f.name not in data:
             continue
         value = data[f.name]
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value)  # type: ignore[arg-type]
+        nested = _dataclass_in(hints[f.name])
+        if nested is not None and isinstance(value, dict):
+            value = from_dict(nested, value)
         kwargs[f.name] = value
     try:
         return cls(**kwargs)
