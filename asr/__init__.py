@@ -5,7 +5,7 @@ from .blas import load_fast_blas
 load_fast_blas()  # must precede the first import of MLX
 
 from .alignment import SentenceConfig  # noqa: E402
-from .decoding.config import DecodingConfig, Greedy  # noqa: E402
+from .decoding.config import Beam, DecodingConfig, Greedy  # noqa: E402
 from .hub import ModelError, from_config, from_pretrained  # noqa: E402
 from .model import (  # noqa: E402
     BaseParakeet,
@@ -21,6 +21,7 @@ __all__ = [
     "AlignedSentence",
     "AlignedToken",
     "BaseParakeet",
+    "Beam",
     "DecodingConfig",
     "Greedy",
     "ModelError",

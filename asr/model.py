@@ -15,7 +15,8 @@ from .audio import get_logmel, load_audio
 from .config import ConformerArgs, CTCArgs, PreprocessArgs, TransducerArgs
 from .conformer import Conformer
 from .ctc import ConvASRDecoder
-from .decoding.config import DecodingConfig
+from .decoding.beam import beam_ctc, beam_transducer
+from .decoding.config import Beam, DecodingConfig
 from .decoding.greedy import Hypothesis, greedy_ctc, greedy_transducer
 from .decoding.stepper import TransducerStepper
 from .results import AlignedResult, AlignedToken
@@ -139,45 +140,93 @@ class BaseParakeet(nn.Module):
                 f"audio is too short to transcribe: {total / rate:.3f} s "
                 f"(at least {min_samples / rate:.3f} s is needed)"
             )
-        chunk = int(chunk_duration * rate) if chunk_duration else 0
-        overlap = int(overlap_duration * rate) if chunk else 0
+        # Chunks start on the encoder's frame grid, so a chunk's frames are the whole
+        # recording's frames and the tokens of two chunks line up in their overlap.
+        grid = self.preprocessor_config.hop_length * self.encoder_config.subsampling_factor
+        chunk = int(chunk_duration * rate) // grid * grid if chunk_duration else 0
+        overlap = -(-int(overlap_duration * rate) // grid) * grid if chunk else 0
         if chunk and overlap >= chunk:
             raise ValueError(
                 f"overlap_duration ({overlap_duration} s) must be shorter than "
                 f"chunk_duration ({chunk_duration} s)"
             )
         if not chunk or total <= chunk:
-            tokens = self._transcribe_span(audio, dtype, 0.0, config)
+            tokens = self.to_tokens(self.decode(self._encode(audio, dtype), None, config)[0])
             if chunk_callback is not None:
                 chunk_callback(total, total)
         else:
-            tokens = []
-            start = 0
-            while True:
-                end = min(start + chunk, total)
-                if end - start < min_samples:  # a sliver already inside the last overlap
-                    break
-                piece = self._transcribe_span(audio[start:end], dtype, start / rate, config)
-                tokens = (
-                    merge_chunks(tokens, piece, start / rate, (start + overlap) / rate)
-                    if (start)
-                    else piece
-                )
-                if chunk_callback is not None:
-                    chunk_callback(end, total)
-                if end == total:
-                    break
-                start = end - overlap
-            tokens = sorted(tokens, key=lambda t: t.start)
+            tokens = self._transcribe_chunks(audio, dtype, config, chunk, overlap, chunk_callback)
+        self._clamp_to_audio(tokens, total / rate)
         return sentences_to_result(tokens_to_sentences(tokens, config.sentence))
 
-    def _transcribe_span(
-        self, audio: mx.array, dtype: mx.Dtype, offset: float, config: DecodingConfig
-    ) -> list[AlignedToken]:
+    def _encode(self, audio: mx.array, dtype: mx.Dtype) -> mx.array:
         mel = get_logmel(audio.astype(mx.float32), self.preprocessor_config)
-        features, lengths = self.encoder(mel.astype(dtype))
-        mx.eval(features, lengths)
-        return self.to_tokens(self.decode(features, lengths, config)[0], offset)
+        features, _ = self.encoder(mel.astype(dtype))
+        mx.eval(features)
+        return features
+
+    def _transcribe_chunks(
+        self,
+        audio: mx.array,
+        dtype: mx.Dtype,
+        config: DecodingConfig,
+        chunk: int,
+        overlap: int,
+        chunk_callback: ChunkCallback | None,
+    ) -> list[AlignedToken]:
+        """Greedy decoding hands over at the middle of each overlap: the next chunk decodes
+        from where the previous one stopped, with its decoder state, so the token stream is
+        continuous. Beam search decodes every chunk whole and merges tokens in the overlaps."""
+        rate = self.preprocessor_config.sample_rate
+        grid = self.preprocessor_config.hop_length * self.encoder_config.subsampling_factor
+        total = len(audio)
+        handover = not isinstance(config.decoding, Beam)
+        tokens: list[AlignedToken] = []
+        carry: Hypothesis | None = None
+        next_frame = 0  # in the whole recording's encoder frames
+        start = 0
+        while True:
+            end = min(start + chunk, total)
+            last = end == total
+            features = self._encode(audio[start:end], dtype)
+            first_frame = start // grid
+            if handover:
+                stop = None if last else (end - overlap // 2) // grid - first_frame
+                carry = self.continue_decoding(features[0], next_frame - first_frame, stop, carry)
+                next_frame = first_frame + carry.next_frame
+                tokens += self.to_tokens(carry, start / rate)
+            else:
+                piece = self.to_tokens(self.decode(features, None, config)[0], start / rate)
+                seam = (start / rate, (start + overlap) / rate)
+                tokens = merge_chunks(tokens, piece, *seam) if tokens else piece
+            if chunk_callback is not None:
+                chunk_callback(end, total)
+            if last:
+                return tokens
+            start = end - overlap
+            if total - start <= overlap:  # the rest lies inside this chunk's overlap
+                start = max(0, total - chunk) // grid * grid
+
+    def continue_decoding(
+        self,
+        features: mx.array,
+        start_frame: int,
+        stop_frame: int | None,
+        carry: Hypothesis | None,
+    ) -> Hypothesis:
+        """Greedy decoding of frames [start_frame, stop_frame) of one item's (T, d) encoder
+        output, continuing the decoder of `carry` (a previous call's result). The returned
+        hypothesis holds only the new tokens, and where it stopped."""
+        raise NotImplementedError  # each model family defines it
+
+    @staticmethod
+    def _clamp_to_audio(tokens: list[AlignedToken], seconds: float) -> None:
+        """A last token's duration can reach past the end of the recording."""
+        for token in reversed(tokens):
+            if token.end <= seconds:
+                break
+            token.duration = max(0.0, seconds - token.start)
+            token.end = token.start + token.duration
 
 
 class ParakeetTransducer(BaseParakeet):
@@ -208,16 +257,37 @@ class ParakeetTransducer(BaseParakeet):
         lengths: mx.array | None = None,
         config: DecodingConfig | None = None,
     ) -> list[Hypothesis]:
+        strategy = config.decoding if config is not None else None
         stepper = self.stepper
         results = []
         for b, length in enumerate(self._lengths(features, lengths)):
             enc = stepper.project_encoder(features[b, :length])
-            results.append(
-                greedy_transducer(
+            if isinstance(strategy, Beam):
+                hyp = beam_transducer(
+                    stepper,
+                    enc,
+                    durations=self.durations,
+                    max_symbols=self.max_symbols,
+                    beam=strategy,
+                )
+            else:
+                hyp = greedy_transducer(
                     stepper, enc, durations=self.durations, max_symbols=self.max_symbols
                 )
-            )
+            results.append(hyp)
         return results
+
+    def continue_decoding(self, features, start_frame, stop_frame, carry):
+        return greedy_transducer(
+            self.stepper,
+            self.stepper.project_encoder(features),
+            durations=self.durations,
+            max_symbols=self.max_symbols,
+            state=carry.state if carry else None,
+            last_token=carry.last_token if carry else None,
+            start_frame=start_frame,
+            stop_frame=stop_frame,
+        )
 
 
 class ParakeetTDT(ParakeetTransducer):
@@ -254,8 +324,15 @@ class ParakeetCTC(BaseParakeet):
         lengths: mx.array | None = None,
         config: DecodingConfig | None = None,
     ) -> list[Hypothesis]:
+        strategy = config.decoding if config is not None else None
         log_probs = np.array(self.decoder(features.astype(mx.float32)))
         return [
-            greedy_ctc(log_probs[b, :n], self.blank)
+            beam_ctc(log_probs[b, :n], self.blank, strategy)
+            if isinstance(strategy, Beam)
+            else greedy_ctc(log_probs[b, :n], self.blank)
             for b, n in enumerate(self._lengths(features, lengths))
         ]
+
+    def continue_decoding(self, features, start_frame, stop_frame, carry):
+        log_probs = np.array(self.decoder(features[None].astype(mx.float32))[0])
+        return greedy_ctc(log_probs, self.blank, start_frame, stop_frame)

@@ -50,23 +50,33 @@ class DwStridingSubsampling(nn.Module):
         freq = subsampled_length(args.feat_in, self.stages)
         self.out = nn.Linear(channels * freq, args.d_model)
 
-    def _convolve(self, x: mx.array) -> mx.array:
-        """(B, T, F) mel -> (B, T', C * F') features, C-major as NeMo flattens them."""
+    def _convolve(self, x: mx.array, lengths: mx.array | None = None) -> mx.array:
+        """(B, T, F) mel -> (B, T', C * F') features, C-major as NeMo flattens them.
+
+        With `lengths` (a padded batch), the padding is zeroed before each strided
+        convolution, as a lone item's zero padding would be, so the convolution biases
+        never leak into the last real frames."""
         x = x[..., None]  # NHWC with H = time, W = frequency
-        for layer in self.conv:
+        for i, layer in enumerate(self.conv):
+            if lengths is not None and i > 0 and getattr(layer, "stride", (1,))[0] > 1:
+                keep = mx.arange(x.shape[1])[None, :] < lengths[:, None]
+                x = x * keep[:, :, None, None]
+            if isinstance(layer, nn.Conv2d) and layer.stride[0] > 1 and lengths is not None:
+                lengths = subsampled_length(lengths, 1)
             x = layer(x)
         b, t, f, c = x.shape
         return x.transpose(0, 1, 3, 2).reshape(b, t, c * f)
 
     def __call__(self, mel: mx.array, lengths: mx.array) -> tuple[mx.array, mx.array]:
         total = mel.shape[1]
+        padded = mel.shape[0] > 1 and bool((lengths < total).any())
         if total <= SLICE_FRAMES:
-            x = self.out(self._convolve(mel))
+            x = self.out(self._convolve(mel, lengths if padded else None))
         else:
-            x = mx.concatenate(list(self._sliced(mel)), axis=1)
+            x = mx.concatenate(list(self._sliced(mel, lengths if padded else None)), axis=1)
         return x, subsampled_length(lengths, self.stages)
 
-    def _sliced(self, mel: mx.array):
+    def _sliced(self, mel: mx.array, lengths: mx.array | None):
         """Output frames of consecutive mel slices, each computed with `halo` real frames on
         both sides. Slices start on multiples of the factor, so their frames line up with one
         pass; the frames that saw a slice's artificial left edge fall in the dropped halo."""
@@ -76,7 +86,7 @@ class DwStridingSubsampling(nn.Module):
         for start in range(0, total, SLICE_FRAMES):
             lo = max(0, start - halo)
             hi = min(total, start + SLICE_FRAMES + halo)
-            y = self._convolve(mel[:, lo:hi])
+            y = self._convolve(mel[:, lo:hi], None if lengths is None else lengths - lo)
             first = start // self.factor
             last = min(out_total, (start + SLICE_FRAMES) // self.factor)
             skip = (start - lo) // self.factor

@@ -38,6 +38,7 @@ def greedy_transducer(
     state: DecoderState | None = None,
     last_token: int | None = None,
     start_frame: int = 0,
+    stop_frame: int | None = None,
 ) -> Hypothesis:
     """TDT when `durations` is given, RNNT otherwise. enc: (T, joint_hidden) projected frames.
 
@@ -54,7 +55,7 @@ def greedy_transducer(
     hyp = Hypothesis(state=state, last_token=last_token)
     limit = max_symbols if max_symbols is not None else 1 << 30
     t = start_frame
-    length = len(enc)
+    length = len(enc) if stop_frame is None else min(stop_frame, len(enc))
     # Joint outputs of the frames ahead, computed at once for the current prediction: one
     # pass over the joint's weights serves several blank steps (the loop is bound by memory
     # traffic, not arithmetic), and is dropped when a token changes the prediction.
@@ -99,14 +100,20 @@ def greedy_transducer(
     return hyp
 
 
-def greedy_ctc(log_probs: np.ndarray, blank: int) -> Hypothesis:
+def greedy_ctc(
+    log_probs: np.ndarray, blank: int, start_frame: int = 0, stop_frame: int | None = None
+) -> Hypothesis:
     """log_probs: (T, classes). NeMo's rule: a label is emitted where it differs from the
     previous frame's label and is not blank, so 'a _ a' gives two tokens. The duration is
-    how many consecutive frames the label holds."""
+    how many consecutive frames the label holds. Decodes frames [start_frame, stop_frame),
+    with the label of the frame before start_frame as the previous one."""
     best = log_probs.argmax(axis=1)
-    hyp = Hypothesis(score=float(log_probs[np.arange(len(best)), best].sum()))
-    previous = blank
-    for t, label in enumerate(best.tolist()):
+    stop = len(best) if stop_frame is None else min(stop_frame, len(best))
+    span = np.arange(start_frame, stop)
+    hyp = Hypothesis(score=float(log_probs[span, best[span]].sum()))
+    previous = int(best[start_frame - 1]) if start_frame > 0 else blank
+    for t in span.tolist():
+        label = int(best[t])
         if label != blank and label != previous:
             hyp.tokens.append(label)
             hyp.frames.append(t)
@@ -115,5 +122,5 @@ def greedy_ctc(log_probs: np.ndarray, blank: int) -> Hypothesis:
         elif label != blank and label == previous and hyp.durations:
             hyp.durations[-1] += 1
         previous = label
-    hyp.next_frame = len(best)
+    hyp.next_frame = stop
     return hyp
