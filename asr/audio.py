@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
     """`load_audio` as a float32 numpy array (for playback and other non-MLX uses)."""
     name = os.fspath(path)
     _check_file(name)
+    _check_wav_complete(name)
     decoders = [_decode_soundfile, _decode_ffmpeg]
     if Path(name).suffix.lower() not in SOUNDFILE_SUFFIXES:
         decoders.reverse()
@@ -116,6 +118,35 @@ def _check_file(name: str) -> None:
         raise AudioError(f"{name}: permission denied")
     if os.path.isfile(name) and os.path.getsize(name) == 0:
         raise AudioError(f"{name}: contains no audio (the file is empty)")
+
+
+def _check_wav_complete(name: str) -> None:
+    """A WAV whose data chunk is shorter than its header says was cut off (an interrupted
+    copy or recording). Decoders read such a file silently; a transcript of part of the
+    recording presented as the whole would mislead, so it is refused with a way out."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return
+            order = "<" if head[:4] == b"RIFF" else ">"
+            while chunk := f.read(8):
+                if len(chunk) < 8:
+                    return
+                kind, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+                if kind == b"data":
+                    present = os.path.getsize(name) - f.tell()
+                    if size != 0xFFFFFFFF and present <= 0 < size:
+                        raise AudioError(f"{name}: contains no audio (a truncated WAV)")
+                    if size != 0xFFFFFFFF and present < size:
+                        raise AudioError(
+                            f"{name}: truncated WAV (its header promises {size} bytes of audio, "
+                            f"{max(present, 0)} are there); `ffmpeg -i` can rewrite what remains"
+                        )
+                    return
+                f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return
 
 
 def _one_line(text: str, name: str) -> str:
