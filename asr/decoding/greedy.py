@@ -12,7 +12,7 @@ import numpy as np
 
 from .stepper import DecoderState, TransducerStepper, entropy_confidence, log_softmax
 
-LOOKAHEAD = 8
+MAX_LOOKAHEAD = 16
 
 
 @dataclass
@@ -58,13 +58,17 @@ def greedy_transducer(
     length = len(enc) if stop_frame is None else min(stop_frame, len(enc))
     # Joint outputs of the frames ahead, computed at once for the current prediction: one
     # pass over the joint's weights serves several blank steps (the loop is bound by memory
-    # traffic, not arithmetic), and is dropped when a token changes the prediction.
+    # traffic, not arithmetic), and is dropped when a token changes the prediction. The
+    # look-ahead doubles while blanks run on and falls back to one frame after a token.
     ahead_from, ahead = 0, np.empty((0, 0), np.float32)
+    lookahead = 1
     while t < length:
         symbols = 0
         while True:
             if not ahead_from <= t < ahead_from + len(ahead):
-                ahead_from, ahead = t, stepper.logits(enc[t : t + LOOKAHEAD], pred_out)
+                if len(ahead):
+                    lookahead = min(2 * lookahead, MAX_LOOKAHEAD)
+                ahead_from, ahead = t, stepper.logits(enc[t : t + lookahead], pred_out)
             logits = ahead[t - ahead_from]
             logp = log_softmax(logits[:n_tok])
             k = int(np.argmax(logp))
@@ -88,7 +92,7 @@ def greedy_transducer(
                 hyp.confidences.append(entropy_confidence(logp))
                 hyp.state, hyp.last_token = next_state, k
                 pred_out, next_state = stepper.predict(k, next_state)
-                ahead = ahead[:0]
+                ahead, lookahead = ahead[:0], 1
             t += skip
             if symbols >= limit:
                 if durations is not None or k != blank:
