@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import warnings
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -12,6 +14,22 @@ from .config import ConformerArgs
 from .subsampling import DwStridingSubsampling
 
 ATTENTION_MODELS = ("rel_pos", "rel_pos_local_attn")
+# Local attention used for inputs too long for full attention's T x T scores.
+LONG_INPUT_CONTEXT = (256, 256)
+
+
+def memory_bytes() -> int:
+    """The device's memory where MLX reports it, else the machine's RAM."""
+    reported = mx.device_info().get("memory_size")
+    if reported:
+        return int(reported)
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def full_attention_fits(frames: int, heads: int, itemsize: int) -> bool:
+    """Whether the scores of full attention (a few T x T tensors per head at once) stay
+    within a quarter of the memory."""
+    return 3 * frames * frames * heads * itemsize <= memory_bytes() // 4
 
 
 class FeedForward(nn.Module):
@@ -123,8 +141,7 @@ class Conformer(nn.Module):
             context = (left, right)
         else:
             raise ValueError(f"unknown attention model {name!r}; use one of {ATTENTION_MODELS}")
-        for layer in self.layers:
-            layer.self_attn.context = context
+        self._use_context(context)
 
     def __call__(self, mel: mx.array, lengths: mx.array | None = None) -> tuple[mx.array, mx.array]:
         """mel: (B, T, features) -> (B, T', d_model) and the valid lengths T'."""
@@ -141,10 +158,27 @@ class Conformer(nn.Module):
             frame_mask = mx.arange(t)[None, :] < lengths[:, None]
             if bool(frame_mask.all()):
                 frame_mask = None
-        pos_emb = relative_position_embedding(t, self.args.d_model, self.attention_context)
+        context = self.attention_context
+        if context is None and not full_attention_fits(t, self.args.n_heads, x.dtype.size):
+            warnings.warn(
+                f"{t} frames are too many for full attention in this memory; using local "
+                f"attention {LONG_INPUT_CONTEXT} for this input (set_attention_model chooses)",
+                stacklevel=2,
+            )
+            context = LONG_INPUT_CONTEXT
+        pos_emb = relative_position_embedding(t, self.args.d_model, context)
         pos_emb = pos_emb.astype(x.dtype)
-        for layer in self.layers:
-            x = layer(x, pos_emb, frame_mask)
-            if t > 2048:  # bound the lazy graph's memory on long inputs
-                mx.eval(x)
+        saved = self.attention_context
+        self._use_context(context)
+        try:
+            for layer in self.layers:
+                x = layer(x, pos_emb, frame_mask)
+                if t > 2048:  # bound the lazy graph's memory on long inputs
+                    mx.eval(x)
+        finally:
+            self._use_context(saved)
         return x, lengths
+
+    def _use_context(self, context: AttentionContext | None) -> None:
+        for layer in self.layers:
+            layer.self_attn.context = context

@@ -156,3 +156,18 @@ def test_loading_errors_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(asr.ModelError, match="not in the Hugging Face cache") as info:
         asr.from_pretrained("mlx-community/parakeet-tdt-0.6b-v3")
     assert "\n" not in str(info.value) and "huggingface-cli download" in str(info.value)
+
+
+def test_input_too_long_for_full_attention_falls_back_to_local(nemo_models, monkeypatch):
+    from asr import conformer
+
+    model = nemo_models["tdt"]
+    mel = clip_mel(model, "speech0")[None]
+    model.encoder.set_attention_model("rel_pos_local_attn", conformer.LONG_INPUT_CONTEXT)
+    local, _ = model.encoder(mel)
+    model.encoder.set_attention_model("rel_pos")
+    monkeypatch.setattr(conformer, "memory_bytes", lambda: 1000)
+    with pytest.warns(UserWarning, match="too many for full attention"):
+        fallback, _ = model.encoder(mel)
+    assert float(mx.abs(fallback - local).max()) == 0.0
+    assert model.encoder.attention_context is None  # the setting itself is kept
