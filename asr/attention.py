@@ -108,3 +108,54 @@ class RelPositionAttention(nn.Module):
             )
         out = out.transpose(0, 2, 1, 3).reshape(b, t, d)
         return self.linear_out(out)
+
+    def projected_positions(self, context: AttentionContext) -> mx.array:
+        """linear_pos of the band's relative-position embeddings, (L+R+1, H, head_dim); the
+        same for every call with this context, so streaming computes it once."""
+        cached = getattr(self, "_positions", None)
+        key = (context, id(self.linear_pos.weight))
+        if cached is None or cached[0] != key:
+            pos_emb = relative_position_embedding(0, self.n_heads * self.head_dim, context)
+            p = self.linear_pos(pos_emb.astype(self.linear_pos.weight.dtype))
+            p = p.reshape(-1, self.n_heads, self.head_dim)
+            mx.eval(p)
+            object.__setattr__(self, "_positions", (key, p))
+            return p
+        return cached[1]
+
+    def attend_window(
+        self, x: mx.array, past_k: mx.array | None, past_v: mx.array | None
+    ) -> tuple[mx.array, mx.array, mx.array]:
+        """Local attention of a streaming window: x (1, T, d) are the newest frames, past_k
+        and past_v (1, H, P, head_dim) the projected keys and values of the P frames just
+        before them. Returns the output and the window's own keys and values (to cache).
+
+        Windows are short (tens of frames), so the band is applied to dense (T, P + T)
+        scores instead of going through the long-sequence kernel."""
+        if self.context is None:
+            raise ValueError("streaming needs local attention (set_attention_model)")
+        left, right = self.context
+        b, t, d = x.shape
+        q = self.linear_q(x).reshape(b, t, self.n_heads, self.head_dim)
+        k = self._heads(self.linear_k(x))
+        v = self._heads(self.linear_v(x))
+        keys = k if past_k is None else mx.concatenate([past_k, k], axis=2)
+        values = v if past_v is None else mx.concatenate([past_v, v], axis=2)
+        past = keys.shape[2] - t
+        q_u = (q + self.pos_bias_u).transpose(0, 2, 1, 3)
+        q_v = (q + self.pos_bias_v).transpose(0, 2, 1, 3)
+        p = self.projected_positions(self.context)
+        by_distance = (q_v @ p.transpose(1, 2, 0)) * self.scale  # (B, H, T, L+R+1)
+        # query i sits at key index past + i; key j is at distance past + i - j, which is
+        # column left - (past + i - j) of the band
+        query = mx.arange(t)[:, None] + past
+        key = mx.arange(past + t)[None, :]
+        column = key - query + left
+        inside = (column >= 0) & (column <= left + right)
+        index = mx.broadcast_to(mx.clip(column, 0, left + right), (b, self.n_heads, t, past + t))
+        bias = mx.take_along_axis(by_distance, index, axis=-1)
+        scores = (q_u @ keys.transpose(0, 1, 3, 2)) * self.scale + bias
+        scores = mx.where(inside, scores, mx.array(-mx.inf, scores.dtype))
+        weights = mx.softmax(scores.astype(mx.float32), axis=-1).astype(values.dtype)
+        out = (weights @ values).transpose(0, 2, 1, 3).reshape(b, t, d)
+        return self.linear_out(out), k, v

@@ -10,6 +10,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .attention import AttentionContext, RelPositionAttention, relative_position_embedding
+from .cache import LayerCache
 from .config import ConformerArgs
 from .subsampling import DwStridingSubsampling
 
@@ -53,12 +54,18 @@ class ConvolutionModule(nn.Module):
         self.batch_norm = nn.BatchNorm(d_model)
         self.pointwise_conv2 = nn.Conv1d(d_model, d_model, 1, bias=bias)
 
-    def depthwise(self, x: mx.array) -> mx.array:
+    def depthwise(self, x: mx.array, past: mx.array | None = None) -> mx.array:
         """'Same' depthwise convolution as a sum of shifted, scaled copies: a few cheap
-        element-wise passes, where MLX's grouped convolution is slow on the CPU."""
+        element-wise passes, where MLX's grouped convolution is slow on the CPU.
+
+        `past` holds the inputs of frames before x (a streaming window's left neighbours);
+        zeros stand in for frames before the start and for those not yet heard."""
         pad = (self.kernel_size - 1) // 2
         t = x.shape[1]
-        x = mx.pad(x, [(0, 0), (pad, pad), (0, 0)])
+        have = 0 if past is None else min(pad, past.shape[1])
+        if have:
+            x = mx.concatenate([past[:, past.shape[1] - have :], x], axis=1)
+        x = mx.pad(x, [(0, 0), (pad - have, pad), (0, 0)])
         w = self.depthwise_conv.weight[:, :, 0].T  # (kernel, channels)
         out = x[:, 0:t] * w[0]
         for i in range(1, self.kernel_size):
@@ -67,13 +74,18 @@ class ConvolutionModule(nn.Module):
             out = out + self.depthwise_conv.bias
         return out
 
+    def gated(self, x: mx.array) -> mx.array:
+        """The depthwise convolution's input: pointwise convolution and GLU."""
+        return nn.glu(self.pointwise_conv1(x), axis=-1)
+
+    def finish(self, x: mx.array) -> mx.array:
+        return self.pointwise_conv2(nn.silu(self.batch_norm(x)))
+
     def __call__(self, x: mx.array, frame_mask: mx.array | None = None) -> mx.array:
-        x = nn.glu(self.pointwise_conv1(x), axis=-1)
+        x = self.gated(x)
         if frame_mask is not None:  # padded frames must not leak into real ones
             x = x * frame_mask[..., None]
-        x = self.depthwise(x)
-        x = nn.silu(self.batch_norm(x))
-        return self.pointwise_conv2(x)
+        return self.finish(self.depthwise(x))
 
 
 class ConformerBlock(nn.Module):
@@ -97,6 +109,20 @@ class ConformerBlock(nn.Module):
         x = x + self.self_attn(self.norm_self_att(x), pos_emb, frame_mask)
         x = x + self.conv(self.norm_conv(x), frame_mask)
         x = x + 0.5 * self.feed_forward2(self.norm_feed_forward2(x))
+        return self.norm_out(x)
+
+    def stream(self, x: mx.array, cache: LayerCache, settle: int) -> mx.array:
+        """One streaming window (1, T, d) after the frames the cache holds; the first
+        `settle` frames are then added to the cache."""
+        x = x + 0.5 * self.feed_forward1(self.norm_feed_forward1(x))
+        attended, keys, values = self.self_attn.attend_window(
+            self.norm_self_att(x), cache.keys, cache.values
+        )
+        x = x + attended
+        gated = self.conv.gated(self.norm_conv(x))
+        x = x + self.conv.finish(self.conv.depthwise(gated, cache.conv))
+        x = x + 0.5 * self.feed_forward2(self.norm_feed_forward2(x))
+        cache.settle(keys[:, :, :settle], values[:, :, :settle], gated[:, :settle])
         return self.norm_out(x)
 
 

@@ -20,6 +20,7 @@ from .decoding.config import Beam, DecodingConfig
 from .decoding.greedy import Hypothesis, greedy_ctc, greedy_transducer
 from .decoding.stepper import TransducerStepper
 from .results import AlignedResult, AlignedToken
+from .streaming import StreamingParakeet
 from .transducer import JointNetwork, PredictionNetwork
 
 ChunkCallback = Callable[[int, int], None]
@@ -207,6 +208,28 @@ class BaseParakeet(nn.Module):
             if total - start <= overlap:  # the rest lies inside this chunk's overlap
                 start = max(0, total - chunk) // grid * grid
 
+    def transcribe_stream(
+        self,
+        context_size: tuple[int, int] = (256, 16),
+        depth: int = 1,
+        *,
+        keep_original_attention: bool = False,
+        decoding_config: DecodingConfig | None = None,
+        feature_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> StreamingParakeet:
+        """A stream to feed audio blocks to (use it as a context manager): local attention
+        with `context_size` (left, right) encoder frames, the first `depth` layers exact
+        as offline. `feature_stats` (mean, std per feature) fixes the normalization;
+        otherwise it follows everything heard so far."""
+        return StreamingParakeet(
+            self,
+            context_size,
+            depth,
+            keep_original_attention=keep_original_attention,
+            decoding_config=decoding_config,
+            feature_stats=feature_stats,
+        )
+
     def continue_decoding(
         self,
         features: mx.array,
@@ -314,6 +337,8 @@ class ParakeetTDTCTC(ParakeetTDT):
 
 
 class ParakeetCTC(BaseParakeet):
+    stateless_decoder = True  # streaming: no decoder state to carry, only the last frame
+
     def __init__(self, args: CTCArgs):
         super().__init__(args.preprocessor, args.encoder, args.decoder.vocabulary)
         self.decoder = ConvASRDecoder(args.decoder)
