@@ -1,0 +1,179 @@
+"""Streaming transcription: exactness against offline, blocks of any size, final text that
+never changes, and bad blocks."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import CLIPS, NEMO
+
+import asr
+from asr.audio import feature_statistics, log_mel_spectrogram
+from asr.streaming_features import StreamingFeatures
+
+CONTEXT = (16, 16)
+
+
+def recording(repeats: int = 1) -> np.ndarray:
+    pieces = [sf.read(NEMO / "audio" / f"{clip}.wav", dtype="float32")[0] for clip in CLIPS]
+    return np.concatenate(pieces * repeats)
+
+
+def offline_statistics(model, audio: np.ndarray):
+    mean, std = feature_statistics(log_mel_spectrogram(mx.array(audio), model.preprocessor_config))
+    return np.array(mean), np.array(std)
+
+
+def stream(model, audio, block, **kwargs):
+    with model.transcribe_stream(CONTEXT, **kwargs) as s:
+        for i in range(0, len(audio), block):
+            s.add_audio(audio[i : i + block])
+    return s
+
+
+@pytest.mark.parametrize("blocks", [[160], [37, 800, 5], [16000 * 10]])
+def test_streaming_features_equal_offline(blocks):
+    args = asr.config.PreprocessArgs(features=80)
+    audio = recording()
+    expected = np.array(log_mel_spectrogram(mx.array(audio), args))
+    features = StreamingFeatures(args)
+    frames, i, k = [], 0, 0
+    while i < len(audio):
+        n = blocks[k % len(blocks)]
+        features.push(audio[i : i + n])
+        frames.append(features.frames())
+        i, k = i + n, k + 1
+    frames.append(features.frames(final=True))
+    assert np.abs(np.concatenate(frames) - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("family", ["tdt-local", "rnnt", "ctc"])
+@pytest.mark.parametrize("block", [1600, 777])
+def test_full_depth_with_offline_statistics_equals_offline(nemo_models, family, block):
+    """The exactness mode: depth covering every layer, the recording's own normalization
+    statistics: the stream's final tokens are offline local attention's, times included."""
+    model = nemo_models[family]
+    audio = recording(repeats=2)
+    saved = model.encoder.attention_context
+    model.encoder.set_attention_model("rel_pos_local_attn", CONTEXT)
+    try:
+        offline = model.transcribe_audio(mx.array(audio))
+        s = stream(
+            model,
+            audio,
+            block,
+            depth=len(model.encoder.layers),
+            feature_stats=offline_statistics(model, audio),
+        )
+    finally:
+        if saved is None:
+            model.encoder.set_attention_model("rel_pos")
+        else:
+            model.encoder.set_attention_model("rel_pos_local_attn", saved)
+    assert [t.id for t in s.finalized_tokens] == [t.id for t in offline.tokens]
+    assert [t.start for t in s.finalized_tokens] == pytest.approx(
+        [t.start for t in offline.tokens], abs=1e-6
+    )
+    assert s.draft_tokens == []
+
+
+def test_tdt_local_fixture_streams_exactly_at_its_own_context(nemo_models):
+    """NeMo's local-attention fixture, at the context it was built with, against NeMo's
+    own greedy tokens for each clip."""
+    from conftest import nemo_reference
+
+    model = nemo_models["tdt-local"]
+    reference = nemo_reference("tdt-local")
+    for clip in CLIPS:
+        audio = sf.read(NEMO / "audio" / f"{clip}.wav", dtype="float32")[0]
+        with model.transcribe_stream(
+            CONTEXT, depth=2, feature_stats=offline_statistics(model, audio)
+        ) as s:
+            for i in range(0, len(audio), 1600):
+                s.add_audio(audio[i : i + 1600])
+        assert [t.id for t in s.finalized_tokens] == reference[clip]["tokens"]
+    assert model.encoder.attention_context == CONTEXT  # the model's own setting is back
+
+
+def test_final_tokens_never_change_and_drafts_follow(nemo_models):
+    model = nemo_models["tdt"]
+    audio = recording()
+    seen_final: list = []
+    draft_counts = []
+    with model.transcribe_stream(CONTEXT) as s:
+        for i in range(0, len(audio), 4000):
+            update = s.add_audio(audio[i : i + 4000])
+            assert s.finalized_tokens[: len(seen_final)] == seen_final
+            assert update.finalized == s.finalized_tokens[len(seen_final) :]
+            seen_final = list(s.finalized_tokens)
+            draft_counts.append(len(s.draft_tokens))
+            times = [t.start for t in s.finalized_tokens + s.draft_tokens]
+            assert times == sorted(times)
+            if s.finalized_tokens and s.draft_tokens:
+                assert s.draft_tokens[0].start >= s.finalized_tokens[-1].start
+    assert any(draft_counts)
+    assert s.draft_tokens == [] and s.closed
+    assert s.finalized_tokens[-1].end <= len(audio) / 16000 + model.time_ratio * 4
+    assert model.encoder.attention_context is None  # full attention restored
+
+
+@pytest.mark.parametrize("family", ["ctc", "tdt"])
+def test_tiny_and_huge_blocks_give_the_same_text(nemo_models, family):
+    """With the same statistics and full depth, how audio is cut into blocks changes
+    nothing. (At lower depth, frames settled from a longer block saw more right context.)"""
+    model = nemo_models[family]
+    audio = recording()
+    settings = dict(feature_stats=offline_statistics(model, audio), depth=2)
+    small = stream(model, audio, 160, **settings)  # 10 ms
+    large = stream(model, audio, 16000 * 10, **settings)  # 10 s
+    assert [t.id for t in small.finalized_tokens] == [t.id for t in large.finalized_tokens]
+    assert len(small.finalized_tokens) > 10
+
+
+def test_bad_blocks_are_handled(nemo_models):
+    model = nemo_models["rnnt"]
+    audio = recording()[: 16000 * 3]
+    reference = stream(model, audio, 8000)
+    with model.transcribe_stream(CONTEXT) as s:
+        s.add_audio(audio[:8000])
+        s.add_audio(np.full(800, np.nan, np.float32))  # a glitch: silence instead
+        s.add_audio((audio[8000:16000] * 32767).astype(np.int16))  # integer PCM
+        s.add_audio(np.stack([audio[16000:], audio[16000:]], axis=1))  # stereo
+        s.add_audio(np.zeros(0, np.float32))
+        with pytest.raises(ValueError, match="samples"):
+            s.add_audio(np.zeros((2, 2, 2), np.float32))
+        with pytest.raises(ValueError, match="numeric"):
+            s.add_audio(np.array(["a", "b"]))
+    assert s.nonfinite_blocks == 1
+    assert len(s.finalized_tokens) > 0
+    # the glitch shifted later audio by 50 ms; everything before it is unchanged
+    before = [t.id for t in reference.finalized_tokens if t.end < 0.3]
+    assert [t.id for t in s.finalized_tokens][: len(before)] == before
+    s.close()  # a second close is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        s.add_audio(audio[:100])
+
+
+def test_invalid_settings(nemo_models):
+    model = nemo_models["tdt"]
+    with pytest.raises(ValueError, match="context_size"):
+        model.transcribe_stream((0, 4))
+    with pytest.raises(ValueError, match="depth"):
+        model.transcribe_stream(CONTEXT, depth=0)
+
+
+def test_context_change_keeps_final_text_and_time(nemo_models):
+    model = nemo_models["tdt"]
+    audio = recording()
+    with model.transcribe_stream(CONTEXT) as s:
+        s.add_audio(audio[: len(audio) // 2])
+        final_before = list(s.finalized_tokens) + []
+        s.set_context((8, 4), depth=2)
+        assert s.finalized_tokens[: len(final_before)] == final_before
+        assert model.encoder.attention_context == (8, 4)
+        s.add_audio(audio[len(audio) // 2 :])
+    starts = [t.start for t in s.finalized_tokens]
+    assert starts == sorted(starts)
+    assert starts[-1] > len(audio) / 16000 / 2
