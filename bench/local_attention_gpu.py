@@ -1,0 +1,192 @@
+"""Figures for the local-attention kernels: time, bytes moved and achieved bandwidth.
+
+Runs the best kernel available (CUDA on an NVIDIA GPU, Metal on a Mac, else the portable
+path) at the lengths of 10 minutes, 30 minutes and 3 hours of audio at 80 ms frames, with
+H=8, D=128 and context (256, 256) as in Parakeet 0.6b, in float32 and bfloat16, with the
+rel-pos band term. Beside it: the portable path on the same device and full attention
+with the band as a (T x T) additive mask (what a non-local encoder does) at 10 minutes.
+
+    python bench/local_attention_gpu.py [--out FILE] [--lengths 7500,22500,135000]
+    python bench/local_attention_gpu.py --lengths 11250,22500,45000 --full-at 0 --repeats 3
+        (the portable path on a CPU, up to 60 minutes)
+
+Prints one JSON object and writes it to --out (default $OUT/local_attention_gpu.json when
+OUT is set, else bench/results/local_attention_gpu.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# isort: off
+import asr  # noqa: E402,F401  (loads the fast BLAS before MLX on Linux CPUs)
+import mlx.core as mx  # noqa: E402
+# isort: on
+
+from asr.kernels import available_backends, local_attention  # noqa: E402
+from asr.kernels.cuda import cuda_local_attention  # noqa: E402
+from asr.kernels.reference import band_bias_to_full  # noqa: E402
+
+H, D, LEFT, RIGHT = 8, 128, 256, 256
+H200_BANDWIDTH = 4.8e12  # bytes/s, the vendor's figure for HBM3e on the H200
+DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16}
+
+
+def _time(fn, repeats: int) -> float:
+    """Median seconds of one call, after a warm-up that also compiles the kernel."""
+    mx.eval(fn())
+    mx.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mx.eval(fn())
+        mx.synchronize()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _inputs(t: int, dtype) -> tuple[mx.array, ...]:
+    q, k, v = (mx.random.normal((1, H, t, D)).astype(dtype) for _ in range(3))
+    bias = (0.1 * mx.random.normal((1, H, t, LEFT + RIGHT + 1))).astype(dtype)
+    mx.eval(q, k, v, bias)
+    return q, k, v, bias
+
+
+def _traffic(t: int, dtype) -> int:
+    """Bytes a perfect kernel moves: read q, k, v and the band term once, write the output."""
+    size = dtype.size
+    return 4 * t * H * D * size + t * H * (LEFT + RIGHT + 1) * size
+
+
+def _useful_flops(t: int) -> float:
+    return 4.0 * t * H * (LEFT + RIGHT + 1) * D
+
+
+def measure_kernel(
+    backend: str, t: int, dtype_name: str, repeats: int, tensor_cores: bool | None = None
+) -> dict:
+    dtype = DTYPES[dtype_name]
+    q, k, v, bias = _inputs(t, dtype)
+    mx.reset_peak_memory()
+    base = mx.get_active_memory()
+
+    def call():
+        if tensor_cores is not None:
+            return cuda_local_attention(q, k, v, LEFT, RIGHT, bias, None, D**-0.5, tensor_cores)
+        return local_attention(q, k, v, left=LEFT, right=RIGHT, bias=bias, backend=backend)
+
+    seconds = _time(call, repeats)
+    moved = _traffic(t, dtype)
+    return {
+        "backend": backend if tensor_cores is None else f"cuda, tensor_cores={tensor_cores}",
+        "T": t,
+        "minutes_of_audio": round(t * 0.08 / 60, 1),
+        "dtype": dtype_name,
+        "ms": round(seconds * 1e3, 3),
+        "bytes_moved": moved,
+        "achieved_GBps": round(moved / seconds / 1e9, 1),
+        "fraction_of_h200_bandwidth": round(moved / seconds / H200_BANDWIDTH, 3),
+        "time_over_memory_bound": round(seconds / (moved / H200_BANDWIDTH), 2),
+        "useful_TFLOPs": round(_useful_flops(t) / seconds / 1e12, 2),
+        "peak_extra_memory_GB": round((mx.get_peak_memory() - base) / 1e9, 3),
+    }
+
+
+def measure_full(t: int, dtype_name: str, repeats: int) -> dict:
+    """Full attention, the band and the rel-pos term given as a (1, H, T, T) additive mask."""
+    dtype = DTYPES[dtype_name]
+    q, k, v, bias = _inputs(t, dtype)
+    i = mx.arange(t)[:, None]
+    j = mx.arange(t)[None, :]
+    band = (j >= i - LEFT) & (j <= i + RIGHT)
+    mask = mx.where(band, band_bias_to_full(bias.astype(mx.float32), LEFT, RIGHT), -mx.inf)
+    mask = mask.astype(dtype)
+    mx.eval(mask)
+    mx.reset_peak_memory()
+    base = mx.get_active_memory()
+
+    def call():
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5, mask=mask)
+
+    seconds = _time(call, repeats)
+    return {
+        "backend": "full attention (mx.fast.scaled_dot_product_attention, T x T mask)",
+        "T": t,
+        "dtype": dtype_name,
+        "ms": round(seconds * 1e3, 3),
+        "mask_GB": round(mask.nbytes / 1e9, 3),
+        "peak_extra_memory_GB": round((mx.get_peak_memory() - base) / 1e9, 3),
+    }
+
+
+def agreement(backend: str, t: int) -> dict:
+    """Largest difference between the kernel and the portable path on a long input."""
+    q, k, v, bias = _inputs(t, mx.float32)
+    a = local_attention(q, k, v, left=LEFT, right=RIGHT, bias=bias, backend=backend)
+    b = local_attention(q, k, v, left=LEFT, right=RIGHT, bias=bias, backend="portable")
+    return {"T": t, "backend": backend, "max_abs_diff_vs_portable": float(mx.abs(a - b).max())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lengths", default="7500,22500,135000")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--full-at", type=int, default=7500, help="0: skip full attention")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    lengths = [int(x) for x in args.lengths.split(",")]
+    backend = available_backends()[0]
+    short = lengths[0]
+
+    results: dict = {
+        "device": str(mx.default_device()),
+        "machine": platform.platform(),
+        "mlx": mx.__version__,
+        "shape": {"B": 1, "H": H, "D": D, "left": LEFT, "right": RIGHT, "bias": True},
+        "kernel": [],
+        "cuda_cores_16_bit": [],
+        "portable": [],
+        "full_attention": [],
+    }
+    for dtype_name in DTYPES:
+        for t in lengths:
+            results["kernel"].append(measure_kernel(backend, t, dtype_name, args.repeats))
+            print(json.dumps(results["kernel"][-1]), flush=True)
+    if backend == "cuda":
+        # The float32 kernel on bfloat16 inputs, against the tensor-core kernel above.
+        for t in lengths:
+            entry = measure_kernel(backend, t, "bfloat16", args.repeats, tensor_cores=False)
+            results["cuda_cores_16_bit"].append(entry)
+            print(json.dumps(entry), flush=True)
+    if backend != "portable":
+        for dtype_name in DTYPES:
+            results["portable"].append(measure_kernel("portable", short, dtype_name, 3))
+            print(json.dumps(results["portable"][-1]), flush=True)
+        results["agreement"] = agreement(backend, min(22500, max(lengths)))
+        print(json.dumps(results["agreement"]), flush=True)
+    for dtype_name in DTYPES if args.full_at else ():
+        results["full_attention"].append(measure_full(args.full_at, dtype_name, 3))
+        print(json.dumps(results["full_attention"][-1]), flush=True)
+
+    if args.out:
+        out = Path(args.out)
+    elif os.environ.get("OUT"):
+        out = Path(os.environ["OUT"]) / "local_attention_gpu.json"
+    else:
+        out = Path(__file__).parent / "results" / "local_attention_gpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""local_attention against its definition (full attention with the band masked out), for
+every implementation that can run on this machine."""
+
+from __future__ import annotations
+
+import platform
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import asr.kernels.portable as portable
+from asr.kernels import available_backends, exact_matmul, local_attention, reference_local_attention
+
+TOLERANCE = {mx.float32: 1e-4, mx.float16: 4e-3, mx.bfloat16: 3e-2}
+
+
+def _machine() -> str:
+    system = {"Darwin": "macOS", "Linux": "Linux", "Windows": "Windows"}.get(
+        platform.system(), platform.system()
+    )
+    accel = "CUDA" if hasattr(mx, "cuda") and mx.cuda.is_available() else "CPU"
+    return f"{system} {accel}"
+
+
+def _backend_param(name: str, label: str):
+    reason = f"{label} is not available on this machine ({_machine()})"
+    return pytest.param(
+        name, marks=pytest.mark.skipif(name not in available_backends(), reason=reason)
+    )
+
+
+BACKENDS = [
+    _backend_param("portable", "portable MLX"),
+    _backend_param("cuda", "CUDA"),
+    _backend_param("metal", "Metal"),
+]
+
+
+def _inputs(b, h, t, d, left, right, *, bias=False, bias_batch=1, dtype=mx.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    q, k, v = (mx.array(rng.standard_normal((b, h, t, d)), dtype) for _ in range(3))
+    band = None
+    if bias:
+        band = mx.array(rng.standard_normal((bias_batch, h, t, left + right + 1)), dtype)
+    return q, k, v, band
+
+
+def _check(out: mx.array, ref: mx.array, dtype) -> None:
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    out32, ref32 = np.array(out.astype(mx.float32)), np.array(ref.astype(mx.float32))
+    assert np.isfinite(out32).all()
+    np.testing.assert_allclose(out32, ref32, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
+
+
+CASES = [
+    # (B, H, T, D, left, right)
+    pytest.param(2, 3, 150, 64, 37, 11, id="asymmetric"),
+    pytest.param(1, 2, 150, 64, 11, 37, id="asymmetric-right-heavy"),
+    pytest.param(2, 2, 133, 64, 40, 0, id="causal"),
+    pytest.param(1, 2, 200, 64, 16, 16, id="symmetric"),
+    pytest.param(1, 1, 77, 64, 16, 16, id="T-not-multiple-of-window"),
+    pytest.param(2, 2, 5, 64, 16, 16, id="T-smaller-than-window"),
+    pytest.param(1, 1, 1, 64, 3, 3, id="T-is-1"),
+    pytest.param(1, 2, 90, 64, 0, 0, id="no-context"),
+    pytest.param(1, 2, 300, 128, 64, 64, id="head-128"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
+@pytest.mark.parametrize("b,h,t,d,left,right", CASES)
+def test_matches_reference(backend, with_bias, b, h, t, d, left, right):
+    q, k, v, bias = _inputs(b, h, t, d, left, right, bias=with_bias)
+    out = local_attention(q, k, v, left=left, right=right, bias=bias, backend=backend)
+    ref = reference_local_attention(q, k, v, left=left, right=right, bias=bias)
+    _check(out, ref, mx.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16, mx.float16], ids=str)
+def test_dtypes(backend, dtype):
+    q, k, v, bias = _inputs(2, 2, 170, 64, 30, 20, bias=True, bias_batch=2, dtype=dtype)
+    out = local_attention(q, k, v, left=30, right=20, bias=bias, backend=backend)
+    ref = reference_local_attention(q, k, v, left=30, right=20, bias=bias)
+    _check(out, ref, dtype)
+
+
+@pytest.mark.skipif(
+    "cuda" not in available_backends(),
+    reason=f"CUDA is not available on this machine ({_machine()})",
+)
+@pytest.mark.parametrize("tensor_cores", [True, False], ids=["tensor-cores", "cuda-cores"])
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float16], ids=str)
+@pytest.mark.parametrize("b,h,t,d,left,right", CASES)
+def test_both_cuda_kernels_in_16_bits(tensor_cores, dtype, b, h, t, d, left, right):
+    from asr.kernels.cuda import cuda_local_attention
+
+    q, k, v, bias = _inputs(b, h, t, d, left, right, bias=True, bias_batch=b, dtype=dtype)
+    key_mask = mx.array(np.random.default_rng(6).random((b, t)) < 0.8)
+    out = cuda_local_attention(
+        q, k, v, left, right, bias, key_mask, d**-0.5, tensor_cores=tensor_cores
+    )
+    ref = reference_local_attention(q, k, v, left=left, right=right, bias=bias, key_mask=key_mask)
+    _check(out, ref, dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
+def test_padded_batch(backend, with_bias):
+    b, h, t, d, left, right = 3, 2, 160, 64, 24, 24
+    q, k, v, bias = _inputs(b, h, t, d, left, right, bias=with_bias, bias_batch=b)
+    lengths = np.array([t, 97, 3])
+    key_mask = mx.array(np.arange(t)[None, :] < lengths[:, None])
+    out = local_attention(
+        q, k, v, left=left, right=right, bias=bias, key_mask=key_mask, backend=backend
+    )
+    ref = reference_local_attention(q, k, v, left=left, right=right, bias=bias, key_mask=key_mask)
+    _check(out, ref, mx.float32)
+    # Queries of the third sequence beyond its band of 3 real keys see no key at all.
+    assert np.all(np.array(out[2, :, 3 + left :]) == 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_mask_rows_without_keys_are_zero(backend):
+    b, h, t, d, left, right = 2, 2, 120, 64, 4, 2
+    q, k, v, bias = _inputs(b, h, t, d, left, right, bias=True)
+    rng = np.random.default_rng(1)
+    key_mask = mx.array(rng.random((b, t)) < 0.25)
+    out = local_attention(
+        q, k, v, left=left, right=right, bias=bias, key_mask=key_mask, backend=backend
+    )
+    ref = reference_local_attention(q, k, v, left=left, right=right, bias=bias, key_mask=key_mask)
+    _check(out, ref, mx.float32)
+    km = np.array(key_mask)
+    empty = [
+        (bi, i)
+        for bi in range(b)
+        for i in range(t)
+        if not km[bi, max(0, i - left) : i + right + 1].any()
+    ]
+    assert empty, "the mask should leave some queries without keys"
+    for bi, i in empty:
+        assert np.all(np.array(out[bi, :, i]) == 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_strided_inputs_and_explicit_scale(backend):
+    # Callers usually hand over (B, T, H, D) projections transposed to (B, H, T, D).
+    rng = np.random.default_rng(2)
+    b, t, h, d = 2, 140, 4, 64
+    q, k, v = (
+        mx.array(rng.standard_normal((b, t, h, d)), mx.float32).transpose(0, 2, 1, 3)
+        for _ in range(3)
+    )
+    out = local_attention(q, k, v, left=20, right=9, scale=0.3, backend=backend)
+    ref = reference_local_attention(q, k, v, left=20, right=9, scale=0.3)
+    _check(out, ref, mx.float32)
+
+
+def test_portable_groups_and_block_sizes(monkeypatch):
+    # Tiny groups force many groups (spread over the CPU streams) and a concatenation.
+    monkeypatch.setattr(portable, "GROUP_ELEMENTS", 4096)
+    q, k, v, bias = _inputs(2, 2, 301, 64, 25, 13, bias=True, bias_batch=2)
+    key_mask = mx.array(np.random.default_rng(3).random((2, 301)) < 0.7)
+    ref = reference_local_attention(q, k, v, left=25, right=13, bias=bias, key_mask=key_mask)
+    for block in (1, 7, 32, 512):
+        out = portable.portable_local_attention(q, k, v, 25, 13, bias, key_mask, 64**-0.5, block)
+        _check(out, ref, mx.float32)
+
+
+def test_portable_split_products():
+    # The path taken where the device rounds float32 products to TF32 (NVIDIA GPUs).
+    q, k, v, bias = _inputs(2, 2, 150, 64, 30, 7, bias=True, bias_batch=2)
+    key_mask = mx.array(np.random.default_rng(4).random((2, 150)) < 0.5)
+    out = portable.portable_local_attention(
+        q, k, v, 30, 7, bias, key_mask, 64**-0.5, split_products=True
+    )
+    ref = reference_local_attention(q, k, v, left=30, right=7, bias=bias, key_mask=key_mask)
+    _check(out, ref, mx.float32)
+
+
+def test_split_parts_are_tf32_exact():
+    x = mx.array(np.random.default_rng(5).standard_normal(1000), mx.float32)
+    hi, lo = exact_matmul.split(x)
+    assert np.all(np.array(mx.view(hi, mx.uint32)) & 0x1FFF == 0)
+    assert np.array_equal(np.array(hi + lo), np.array(x))
+
+
+def test_auto_backend_matches_reference():
+    q, k, v, bias = _inputs(1, 2, 100, 64, 10, 5, bias=True)
+    out = local_attention(q, k, v, left=10, right=5, bias=bias)
+    ref = reference_local_attention(q, k, v, left=10, right=5, bias=bias)
+    _check(out, ref, mx.float32)
+
+
+def test_portable_memory_is_linear():
+    # Full attention here would need a 40000 x 40000 float32 score matrix (6.4 GB).
+    t, d = 40000, 32
+    q, k, v, _ = _inputs(1, 1, t, d, 32, 32)
+    mx.eval(q, k, v)
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    mx.eval(local_attention(q, k, v, left=32, right=32, backend="portable"))
+    assert mx.get_peak_memory() - before < 200e6
+
+
+def test_rejects_bad_arguments():
+    q, k, v, bias = _inputs(1, 2, 10, 64, 2, 2, bias=True)
+    with pytest.raises(ValueError, match="left and right"):
+        local_attention(q, k, v, left=-1, right=2)
+    with pytest.raises(ValueError, match="bias"):
+        local_attention(q, k, v, left=3, right=2, bias=bias)
+    with pytest.raises(ValueError, match="key_mask"):
+        local_attention(q, k, v, left=2, right=2, key_mask=mx.ones((1, 10)))
+    with pytest.raises(ValueError, match=r"\(B, H, T, D\)"):
+        local_attention(q, k[:, :, :5], v, left=2, right=2)
+    with pytest.raises(ValueError, match="not available"):
+        local_attention(q, k, v, left=2, right=2, backend="no-such-backend")  # type: ignore[arg-type]
