@@ -116,9 +116,9 @@ class StreamingParakeet:
         self._carry: Hypothesis | None = None
         self._skip = 0  # frames the decoder jumped past the settled ones (TDT durations)
         self._last_feature: mx.array | None = None  # CTC: the frame before the next one
-        self._time_offset = (
-            self.finalized_tokens[-1].end if getattr(self, "finalized_tokens", None) else 0.0
-        )
+        # times go on from the audio heard before the reset
+        self._time_offset = getattr(self, "_time_offset", 0.0) + getattr(self, "_heard", 0.0)
+        self._heard = 0.0
         self.draft_tokens = []
 
     def set_context(self, context_size: tuple[int, int], depth: int | None = None) -> None:
@@ -170,8 +170,10 @@ class StreamingParakeet:
 
     @property
     def audio_seconds(self) -> float:
-        """Audio received since the last reset, in seconds."""
-        return self._features.samples / self.model.preprocessor_config.sample_rate
+        """Audio received since the stream started, in seconds."""
+        return (
+            self._time_offset + self._features.samples / self.model.preprocessor_config.sample_rate
+        )
 
     # -- audio -------------------------------------------------------------------------
     def add_audio(self, block) -> StreamUpdate:
@@ -182,6 +184,7 @@ class StreamingParakeet:
         samples, had_nonfinite = as_mono_float32(block)
         self.nonfinite_blocks += had_nonfinite
         self._features.push(samples)
+        self._heard = self._features.samples / self.model.preprocessor_config.sample_rate
         return self._update(final=False)
 
     def finish_audio(self) -> StreamUpdate:
