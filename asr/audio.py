@@ -29,6 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from .config import PreprocessArgs
+from .mel_filters import mel_filterbank
 
 # NeMo adds this to the standard deviation so that constant features do not divide by zero.
 STD_EPSILON = 1e-5
@@ -163,7 +164,7 @@ def _mono_at_rate(data: np.ndarray, source_rate: int, sample_rate: int) -> np.nd
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if source_rate != sample_rate and mono.size:
-        import soxr  # installed with librosa; imported here to keep import time low
+        import soxr  # imported here to keep import time low
 
         mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(
             np.float32, copy=False
@@ -273,12 +274,8 @@ def _window(name: str | None, win_length: int) -> np.ndarray:
 def _filterbank(
     sample_rate: int, n_fft: int, features: int, fmin: float, fmax: float, norm: str | None
 ) -> np.ndarray:
-    """(n_fft // 2 + 1, features) float32, librosa's filters as NeMo builds them."""
-    import librosa  # slow to import; only needed the first time per configuration
-
-    bank = librosa.filters.mel(
-        sr=sample_rate, n_fft=n_fft, n_mels=features, fmin=fmin, fmax=fmax, norm=norm
-    )
+    """(n_fft // 2 + 1, features) float32, the filters as NeMo builds them."""
+    bank = mel_filterbank(sample_rate, n_fft, features, fmin, fmax, norm)
     bank = np.ascontiguousarray(bank.T, dtype=np.float32)
     bank.flags.writeable = False
     return bank

@@ -1,0 +1,203 @@
+"""Live streaming at real-time pace: compute per audio second, lag, and how long a word
+takes to appear as a draft and as final text, over several context/depth settings.
+
+The full parakeet-tdt-0.6b architecture with random weights calibrated to speech-like token
+rates (see bench/offline.py), speech from espeak-ng, fed in 0.5 s blocks at real-time pace
+into the engine thread, as a microphone would.
+
+    python bench/streaming.py [--minutes 5] [--settings 256,16,1 256,16,2 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from offline import make_audio, make_checkpoint  # noqa: E402  (imports asr first)
+
+import asr  # noqa: E402
+from asr.audio import load_audio  # noqa: E402
+from asr.engine import Draft, Finalized, Progress, Stopped, TranscriptionEngine  # noqa: E402
+
+BLOCK_SECONDS = 0.5
+
+
+class Timeline:
+    """When each token (by its start time) first showed as a draft and as final text."""
+
+    def __init__(self):
+        self.start_wall = 0.0
+        self.draft_seen: dict[float, float] = {}
+        self.final_seen: dict[float, tuple[float, float]] = {}  # start -> (end, wall)
+        self.progress: list[Progress] = []
+        self.stopped = threading.Event()
+
+    def __call__(self, event) -> None:
+        now = time.perf_counter()
+        if isinstance(event, Draft):
+            for t in event.tokens:
+                self.draft_seen.setdefault(round(t.start, 3), now)
+        elif isinstance(event, Finalized):
+            for t in event.tokens:
+                key = round(t.start, 3)
+                self.draft_seen.setdefault(key, now)
+                self.final_seen[key] = (t.end, now)
+        elif isinstance(event, Progress):
+            self.progress.append(event)
+        elif isinstance(event, Stopped):
+            self.stopped.set()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def run_setting(model, audio: np.ndarray, context: tuple[int, int], depth: int) -> dict:
+    rate = model.preprocessor_config.sample_rate
+    block = int(BLOCK_SECONDS * rate)
+    timeline = Timeline()
+    engine = TranscriptionEngine(model, timeline, context_size=context, depth=depth).start()
+    timeline.start_wall = time.perf_counter()
+    fed_at: list[float] = []
+    for i, first in enumerate(range(0, len(audio), block)):
+        due = timeline.start_wall + (i + 1) * BLOCK_SECONDS  # the block's audio has ended
+        time.sleep(max(0.0, due - time.perf_counter()))
+        engine.feed(audio[first : first + block])
+        fed_at.append(time.perf_counter())
+    live_end = time.perf_counter()
+    engine.stop(timeout=600)
+    timeline.stopped.wait(600)
+
+    def heard(end_seconds: float) -> float:
+        """Wall time when the block holding this audio moment was fed."""
+        index = min(len(fed_at) - 1, int(np.ceil(end_seconds / BLOCK_SECONDS)) - 1)
+        return fed_at[max(index, 0)]
+
+    draft_latency, final_latency = [], []
+    for start, (end, final_wall) in timeline.final_seen.items():
+        if final_wall > live_end:  # finalized by the stop at the end, not live
+            continue
+        final_latency.append(final_wall - heard(end))
+        draft_latency.append(timeline.draft_seen[start] - heard(end))
+    progress = timeline.progress
+    compute = sum(p.compute_seconds for p in progress)
+    seconds = len(audio) / rate
+    lags = [p.lag_seconds for p in progress]
+    return {
+        "context": list(context),
+        "depth": depth,
+        "audio_seconds": seconds,
+        "updates": len(progress),
+        "compute_per_audio_second": compute / seconds,
+        "max_lag_seconds": max(lags) if lags else None,
+        "lag_last_minute_max": max(
+            (p.lag_seconds for p in progress if p.audio_seconds > seconds - 60), default=None
+        ),
+        "dropped_seconds": progress[-1].dropped_seconds if progress else None,
+        "draft_latency_p50": percentile(draft_latency, 50),
+        "draft_latency_p95": percentile(draft_latency, 95),
+        "final_latency_p50": percentile(final_latency, 50),
+        "final_latency_p95": percentile(final_latency, 95),
+        "final_tokens": len(timeline.final_seen),
+    }
+
+
+REFERENCE_SCRIPT = """
+import json, sys, time
+import mlx.core as mx
+from parakeet_mlx import from_pretrained
+from parakeet_mlx.audio import load_audio
+folder, audio_path, blocks = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = from_pretrained(folder, dtype=mx.float32)
+audio = load_audio(audio_path, 16000, mx.float32)
+times = []
+try:
+    with model.transcribe_stream((256, 256), 1, keep_original_attention=True) as s:
+        for i in range(blocks):
+            t0 = time.perf_counter(); s.add_audio(audio[i * 8000:(i + 1) * 8000])
+            times.append(time.perf_counter() - t0)
+    print(json.dumps({"engine": "parakeet-mlx 0.6.0", "attention": "full (local needs Metal)",
+                      "block_seconds": 0.5, "compute_per_block": times,
+                      "compute_per_audio_second": sum(times) / (0.5 * len(times))}))
+except Exception as e:
+    print(json.dumps({"engine": "parakeet-mlx 0.6.0", "error": f"{type(e).__name__}: {e}"}))
+"""
+
+
+def measure_reference(folder: Path, audio_path: Path, blocks: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", REFERENCE_SCRIPT, str(folder), str(audio_path), str(blocks)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        return {"engine": "parakeet-mlx 0.6.0", "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0, help="audio of the default run")
+    parser.add_argument(
+        "--other-minutes", type=float, default=1.0, help="audio of the other settings' runs"
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["256,16,1", "256,8,1", "256,32,1", "256,16,2", "128,16,1"],
+        help="left,right,depth; the first is the default run",
+    )
+    parser.add_argument("--reference-blocks", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+
+    import mlx.core as mx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "tdt-0.6b-random"
+        audio_path = Path(tmp) / "speech.wav"
+        make_audio(audio_path, args.minutes * 60)
+        make_checkpoint(folder, audio_path)
+        model = asr.from_pretrained(str(folder))
+        audio = np.array(load_audio(audio_path, 16000))
+        runs = []
+        for i, setting in enumerate(args.settings):
+            left, right, depth = (int(v) for v in setting.split(","))
+            minutes = args.minutes if i == 0 else args.other_minutes
+            report = run_setting(model, audio[: int(minutes * 60 * 16000)], (left, right), depth)
+            report["device"] = str(mx.default_device())
+            print(json.dumps(report), flush=True)
+            runs.append(report)
+        reference = None
+        if args.reference_blocks > 0:
+            reference = measure_reference(folder, audio_path, args.reference_blocks)
+            print(json.dumps(reference), flush=True)
+
+    report = {
+        "benchmark": "streaming",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "block_seconds": BLOCK_SECONDS,
+        "runs": runs,
+        "parakeet_mlx": reference,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "streaming.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
