@@ -35,4 +35,6 @@ class LayerCache:
         self.keys = self._append(self.keys, keys, 2, self.keep_attention)
         self.values = self._append(self.values, values, 2, self.keep_attention)
         self.conv = self._append(self.conv, conv, 1, self.keep_conv)
-        mx.eval([a for a in (self.keys, self.values, self.conv) if a is not None])
+
+    def arrays(self) -> list[mx.array]:
+        return [a for a in (self.keys, self.values, self.conv) if a is not None]

@@ -250,7 +250,8 @@ class StreamingParakeet:
         x = x[:, skip : skip + ready - start] * encoder.xscale
         for layer, cache in zip(encoder.layers, self._caches, strict=True):
             x = layer.stream(x, cache, settle)
-        mx.eval(x)
+        # one evaluation for the whole update: a sync per layer costs more than the layer
+        mx.eval(x, [cache.arrays() for cache in self._caches])
         return x[0]
 
     def _decode_settled(self, features: mx.array, first_frame: int) -> list[AlignedToken]:
