@@ -50,6 +50,31 @@ def _shift_relative(scores: mx.array) -> mx.array:
     return scores[..., :t]
 
 
+def nemo_band_terms(by_distance: mx.array, left: int, right: int) -> mx.array:
+    """The position terms NeMo's local attention adds for each key of the band.
+
+    `by_distance` (.., L+R+1) holds the term of every key offset -L..R (column c: offset
+    c - L). NeMo adds these into a band of 2w+1 offsets, w = max(L, R), its first L columns
+    to the band's first L and its last R+1 to the band's last R+1. With L == R that is each
+    offset's own term; with L != R the terms land on shifted offsets and some offsets get
+    none. The models were trained that way, so it is reproduced here.
+    """
+    if left == right:
+        return by_distance
+    w = max(left, right)
+    column = mx.arange(left + right + 1)
+    # the key at column c has band offset c - L: it receives the first block's column
+    # c - L + w when that is < L, and the last block's column c - w + R when that is >= L
+    first = column - left + w
+    last = column - w + right
+    size = left + right + 1
+    terms = mx.zeros_like(by_distance)
+    for source, used in ((first, first < left), (last, last >= left)):
+        gathered = mx.take(by_distance, mx.clip(source, 0, size - 1), axis=-1)
+        terms = terms + mx.where(used, gathered, mx.zeros_like(gathered))
+    return terms
+
+
 class RelPositionAttention(nn.Module):
     def __init__(self, n_heads: int, d_model: int, bias: bool = True):
         super().__init__()
@@ -96,6 +121,7 @@ class RelPositionAttention(nn.Module):
                 out = mx.where(key_mask.any(axis=1)[:, None, None, None], out, 0)
         else:
             left, right = self.context
+            by_distance = nemo_band_terms(by_distance, left, right)
             out = local_attention(
                 q_u,
                 k,
@@ -146,6 +172,7 @@ class RelPositionAttention(nn.Module):
         q_v = (q + self.pos_bias_v).transpose(0, 2, 1, 3)
         p = self.projected_positions(self.context)
         by_distance = (q_v @ p.transpose(1, 2, 0)) * self.scale  # (B, H, T, L+R+1)
+        by_distance = nemo_band_terms(by_distance, left, right)
         # query i sits at key index past + i; key j is at distance past + i - j, which is
         # column left - (past + i - j) of the band
         query = mx.arange(t)[:, None] + past

@@ -149,7 +149,13 @@ class DecodingArgs:
     model_type: str | None = None
     durations: list[int] | None = None
     greedy: dict[str, Any] | None = None
-    strategy: str = "greedy"
+    strategy: str = "greedy_batch"  # NeMo's default for transducers
+
+    @property
+    def label_looping(self) -> bool:
+        """NeMo's batched greedy decoders (every strategy but plain 'greedy') differ from
+        the plain one in one TDT rule; see greedy_transducer."""
+        return self.strategy != "greedy"
 
     @property
     def max_symbols(self) -> int | None:

@@ -259,6 +259,7 @@ class ParakeetTransducer(BaseParakeet):
         super().__init__(args.preprocessor, args.encoder, args.joint.vocabulary)
         self.durations = durations
         self.max_symbols = args.decoding.max_symbols
+        self.label_looping = args.decoding.label_looping
         self.decoder = PredictionNetwork(args.decoder)
         self.joint = JointNetwork(args.joint)
         # set through object: nn.Module would file a tuple among its parameters
@@ -295,7 +296,11 @@ class ParakeetTransducer(BaseParakeet):
                 )
             else:
                 hyp = greedy_transducer(
-                    stepper, enc, durations=self.durations, max_symbols=self.max_symbols
+                    stepper,
+                    enc,
+                    durations=self.durations,
+                    max_symbols=self.max_symbols,
+                    label_looping=self.label_looping,
                 )
             results.append(hyp)
         return results
@@ -310,6 +315,7 @@ class ParakeetTransducer(BaseParakeet):
             last_token=carry.last_token if carry else None,
             start_frame=start_frame,
             stop_frame=stop_frame,
+            label_looping=self.label_looping,
         )
 
 

@@ -39,14 +39,17 @@ def greedy_transducer(
     last_token: int | None = None,
     start_frame: int = 0,
     stop_frame: int | None = None,
+    label_looping: bool = False,
 ) -> Hypothesis:
     """TDT when `durations` is given, RNNT otherwise. enc: (T, joint_hidden) projected frames.
 
     RNNT: at each frame emit tokens until blank (at most max_symbols), then next frame.
     TDT: each step also predicts how many frames to advance; a token with duration 0 stays
-    on the frame. As in NeMo, after max_symbols steps on one frame the frame index moves one
-    further (even when the last step advanced on its own). A blank of duration 0 would make
-    NeMo repeat that same step until max_symbols and then move one frame: done at once here.
+    on the frame. After max_symbols steps on one frame, NeMo's plain greedy decoder moves one
+    frame further even when the last step advanced on its own; its label-looping decoder
+    (`label_looping`, the 'greedy_batch' strategy) only when the last step stayed. A blank of
+    duration 0 would make NeMo repeat that same step until max_symbols and then move one
+    frame: done at once here.
     """
     blank = stepper.blank
     n_tok = stepper.num_tokens
@@ -95,7 +98,8 @@ def greedy_transducer(
                 ahead, lookahead = ahead[:0], 1
             t += skip
             if symbols >= limit:
-                if durations is not None or k != blank:
+                stayed = skip == 0
+                if stayed or (durations is not None and not label_looping):
                     t += 1
                 break
             if skip > 0:
