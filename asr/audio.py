@@ -6,10 +6,10 @@ file it cannot use in one line naming the file.
 
 Features: `get_logmel` reproduces NeMo's AudioToMelSpectrogramPreprocessor in eval mode
 (no dither): preemphasis, an STFT with zero padding of n_fft // 2 at both edges and a
-symmetric window centred inside n_fft, the complex magnitude raised to `mag_power`, a
-librosa mel filterbank, log with an additive (or clamping) guard, len // hop frames, and
-per-feature normalization with Bessel's correction. The work is done in float32 numpy, in
-blocks of frames, so memory stays linear in the audio's length.
+symmetric window centred inside n_fft, the complex magnitude raised to `mag_power`, a Slaney
+mel filterbank (librosa's, as NeMo uses it), log with an additive (or clamping) guard,
+len // hop frames, and per-feature normalization with Bessel's correction. The work is done
+in float32 numpy, in blocks of frames, so memory stays linear in the audio's length.
 """
 
 from __future__ import annotations
