@@ -61,6 +61,18 @@ def as_mono_float32(block) -> tuple[np.ndarray, bool]:
     return array, not finite
 
 
+def _checked_context(context_size: tuple[int, int]) -> tuple[int, int]:
+    left, right = (int(c) for c in context_size)
+    if left <= 0 or right < 0:
+        raise ValueError(f"context_size must be (left > 0, right >= 0), got {context_size}")
+    return left, right
+
+
+def _check_depth(depth: int) -> None:
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+
+
 class StreamingParakeet:
     def __init__(
         self,
@@ -72,13 +84,9 @@ class StreamingParakeet:
         decoding_config: DecodingConfig | None = None,
         feature_stats: tuple[np.ndarray, np.ndarray] | None = None,
     ):
-        left, right = (int(c) for c in context_size)
-        if left <= 0 or right < 0:
-            raise ValueError(f"context_size must be (left > 0, right >= 0), got {context_size}")
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}")
         self.model = model
-        self.context_size = (left, right)
+        self.context_size = _checked_context(context_size)
+        _check_depth(depth)
         self.depth = depth
         self.decoding_config = decoding_config or DecodingConfig()
         self.keep_original_attention = keep_original_attention
@@ -89,6 +97,10 @@ class StreamingParakeet:
         self.finalized_tokens: list[AlignedToken] = []
         self.draft_tokens: list[AlignedToken] = []
         self.nonfinite_blocks = 0
+        self._time_offset = 0.0  # audio seconds before the last reset
+        self._heard = 0.0  # audio seconds since then
+        # the channel's statistics outlive resets: same microphone, same room
+        self._stats = RunningStatistics(model.preprocessor_config.features)
         self.reset()
 
     # -- settings ----------------------------------------------------------------------
@@ -106,7 +118,6 @@ class StreamingParakeet:
         """Forgets the audio and caches; text already final stays in finalized_tokens."""
         p = self.model.preprocessor_config
         self._features = StreamingFeatures(p)
-        self._stats = RunningStatistics(p.features)
         self._raw_mel = np.zeros((0, p.features), np.float32)
         self._raw_mel_start = 0  # mel frame index of self._raw_mel[0]
         self._settled = 0  # encoder frames settled
@@ -117,7 +128,7 @@ class StreamingParakeet:
         self._skip = 0  # frames the decoder jumped past the settled ones (TDT durations)
         self._last_feature: mx.array | None = None  # CTC: the frame before the next one
         # times go on from the audio heard before the reset
-        self._time_offset = getattr(self, "_time_offset", 0.0) + getattr(self, "_heard", 0.0)
+        self._time_offset += self._heard
         self._heard = 0.0
         self.draft_tokens = []
 
@@ -125,15 +136,12 @@ class StreamingParakeet:
         """Changes context and depth from the next update on, keeping final text. The
         caches were built for the old context, so the stream restarts its encoder state
         at the current audio position (times continue from there)."""
-        left, right = (int(c) for c in context_size)
-        if left <= 0 or right < 0:
-            raise ValueError(f"context_size must be (left > 0, right >= 0), got {context_size}")
-        self.finish_audio()
-        self.context_size = (left, right)
+        context_size = _checked_context(context_size)
         if depth is not None:
-            if depth < 1:
-                raise ValueError(f"depth must be at least 1, got {depth}")
-            self.depth = depth
+            _check_depth(depth)
+        self.finish_audio()
+        self.context_size = context_size
+        self.depth = depth or self.depth
         if self._entered:
             self.model.encoder.set_attention_model("rel_pos_local_attn", self.context_size)
         self.reset()
@@ -202,13 +210,14 @@ class StreamingParakeet:
 
     # -- the update --------------------------------------------------------------------
     def _normalized(self, first_frame: int) -> np.ndarray:
+        mel = self._raw_mel[first_frame - self._raw_mel_start :]
+        normalize = self.model.preprocessor_config.normalize
+        if normalize is None:
+            return mel
         if self.fixed_stats is not None:
             mean, std = self.fixed_stats
         else:
-            mean, std = self._stats.mean_std()
-        mel = self._raw_mel[first_frame - self._raw_mel_start :]
-        if self.model.preprocessor_config.normalize is None:
-            return mel
+            mean, std = self._stats.mean_std(normalize)
         return (mel - mean) / (std + STD_FLOOR)
 
     def _update(self, final: bool) -> StreamUpdate:

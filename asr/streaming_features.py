@@ -31,11 +31,15 @@ class RunningStatistics:
         self.total += frames.sum(axis=0, dtype=np.float64)
         self.squares += np.square(frames, dtype=np.float64).sum(axis=0)
 
-    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
-        n = max(self.count, 1)
-        mean = self.total / n
-        variance = (self.squares - n * mean * mean) / max(n - 1, 1)
-        return mean.astype(np.float32), np.sqrt(np.maximum(variance, 0.0)).astype(np.float32)
+    def mean_std(self, normalize: str = "per_feature") -> tuple[np.ndarray, np.ndarray]:
+        """Per feature, or one pair over every value ("all_features")."""
+        n, total, squares = max(self.count, 1), self.total, self.squares
+        if normalize == "all_features":
+            n, total, squares = n * len(total), total.sum(), squares.sum()
+        mean = total / n
+        variance = (squares - n * mean * mean) / max(n - 1, 1)
+        std = np.sqrt(np.maximum(variance, 0.0))
+        return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
 class StreamingFeatures:

@@ -177,3 +177,19 @@ def test_context_change_keeps_final_text_and_time(nemo_models):
     starts = [t.start for t in s.finalized_tokens]
     assert starts == sorted(starts)
     assert starts[-1] > len(audio) / 16000 / 2
+
+
+def test_all_features_normalization_streams_exactly(tmp_path):
+    """A model normalizing over all features (one mean and deviation) streams with those."""
+    unseen = NEMO.parent / "nemo_unseen"
+    model = asr.from_pretrained(str(unseen / "ctc-allfeat" / "mlx"))
+    audio = recording()
+    model.encoder.set_attention_model("rel_pos_local_attn", CONTEXT)
+    offline = model.transcribe_audio(mx.array(audio))
+    mel = log_mel_spectrogram(mx.array(audio), model.preprocessor_config)
+    mean, std = feature_statistics(mel, "all_features")
+    s = stream(model, audio, 1600, depth=3, feature_stats=(np.array(mean), np.array(std)))
+    assert [t.id for t in s.finalized_tokens] == [t.id for t in offline.tokens]
+    running = stream(model, audio, 1600)
+    assert running._stats.mean_std("all_features")[0].shape == ()
+    assert len(running.finalized_tokens) > 0
