@@ -293,6 +293,7 @@ class ParakeetTransducer(BaseParakeet):
                     durations=self.durations,
                     max_symbols=self.max_symbols,
                     beam=strategy,
+                    label_looping=self.label_looping,
                 )
             else:
                 hyp = greedy_transducer(

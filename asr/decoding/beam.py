@@ -2,12 +2,15 @@
 
 Transducers (TDT, RNNT): a position-synchronous search. Hypotheses are grouped by the
 encoder frame they have reached and compared only with others at the same frame: at frame t
-the best `beam_size` are expanded with the top tokens (blank included) and, for TDT, the top
-durations; an expansion that moves on lands in the group of its new frame, one that stays
-(a token of duration 0; any RNNT token) is expanded again on t, as greedy does, up to
-max_symbols. Hypotheses that reach the same frame with the same tokens are merged (their
-ranking scores added in probability, NeMo's and parakeet-mlx's rule), and hypotheses that
-share a token prefix share one prediction-network evaluation.
+the best `beam_size` are expanded, as NeMo's TDT beam does, with blank at each of the top
+durations and the best `beam_size` (token, duration) pairs; an expansion that moves on lands
+in the group of its new frame, one that stays (a token of duration 0; any RNNT token) is
+expanded again on t, up to max_symbols with greedy's rules (label_looping included), until
+beam_size hypotheses that moved on rank above all that stay (NeMo's rule). Hypotheses that
+reach the same frame with the same tokens are merged (their ranking scores added in
+probability, NeMo's and parakeet-mlx's rule), and hypotheses that share a token prefix share
+one prediction-network evaluation; the joint is evaluated for all of a round's new prefixes
+at once, several frames ahead.
 
 Scores. Each hypothesis carries two:
 - `score`, its model log-probability as greedy defines it: the sum along its path of
@@ -22,9 +25,9 @@ greedy_transducer runs first, through a trace that keeps its prediction-network 
 outputs for the search's hypotheses on its path; the result's score is never below greedy's,
 and a beam of one, which only expands the arg-max, finds greedy's path.
 
-Expansions are pruned as NeMo's mAES does: a (token, duration) step more than
-`expansion_gamma` below the best step of the same hypothesis is not tried. Most frames of a
-trained model then have a single candidate and cost little more than greedy.
+Expansions are also pruned as NeMo's mAES does: a (token, duration) step more than
+`expansion_gamma` below the best step of the same hypothesis is not tried, so where the
+model is confident a frame has a single candidate and costs little more than greedy's step.
 
 CTC: prefix beam search over total (all-alignment) probabilities with NeMo's collapsing
 rule ("a _ a" is two tokens). Greedy's path is the exact best single alignment, so no beam
@@ -277,12 +280,14 @@ class _TransducerSearch:
         beam: Beam,
         greedy_tokens: list[int],
         trace: _GreedyTrace | None,
+        label_looping: bool = False,
     ):
         self.stepper = stepper
         self.enc = enc
         self.durations = durations
         self.tdt = durations is not None
         self.limit = max_symbols if max_symbols is not None else _NO_LIMIT
+        self.label_looping = label_looping
         self.beam = beam
         self.w = beam.duration_reward if self.tdt else 0.0
         self.gamma = beam.expansion_gamma
@@ -364,7 +369,8 @@ class _TransducerSearch:
             return frame + 1, 0
         symbols += 1
         if symbols >= self.limit:
-            return frame + skip + (1 if self.tdt or not blank else 0), 0
+            stayed = skip == 0
+            return frame + skip + int(stayed or (self.tdt and not self.label_looping)), 0
         if skip > 0:
             return frame + skip, 0
         return frame, symbols
@@ -471,10 +477,11 @@ def beam_transducer(
     state: DecoderState | None = None,
     last_token: int | None = None,
     start_frame: int = 0,
+    label_looping: bool = False,
 ) -> Hypothesis:
     """TDT when `durations` is given, RNNT otherwise; enc: (T, joint_hidden) projected
-    frames. Arguments as greedy_transducer's; `steps` counts the joint evaluations made
-    (greedy's and the search's)."""
+    frames. Arguments as greedy_transducer's, whose rules (max_symbols, label_looping) the
+    search follows; `steps` counts the joint evaluations made (greedy's and the search's)."""
     state = state or stepper.initial_state()
     trace = _GreedyTrace(stepper, enc)
     greedy = greedy_transducer(
@@ -485,11 +492,19 @@ def beam_transducer(
         state=state,
         last_token=last_token,
         start_frame=start_frame,
+        label_looping=label_looping,
     )
     # greedy's outputs are indexed by tokens fed: usable if it fed each token once
     usable = trace.calls == len(greedy.tokens) + 1
     search = _TransducerSearch(
-        stepper, enc, durations, max_symbols, beam, greedy.tokens, trace if usable else None
+        stepper,
+        enc,
+        durations,
+        max_symbols,
+        beam,
+        greedy.tokens,
+        trace if usable else None,
+        label_looping,
     )
     pool = search.run(state, last_token, start_frame)
     greedy.steps += search.evaluations
