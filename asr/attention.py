@@ -11,7 +11,9 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
+from . import fast_math
 from .kernels import local_attention
 
 AttentionContext = tuple[int, int]
@@ -75,6 +77,37 @@ def nemo_band_terms(by_distance: mx.array, left: int, right: int) -> mx.array:
     return terms
 
 
+def _full_attention_cpu(
+    q: mx.array,
+    k: mx.array,
+    v: mx.array,
+    by_distance: mx.array,
+    key_mask: mx.array | None,
+    scale: float,
+) -> mx.array:
+    """Full rel-pos attention on the CPU, with the score work in numpy: its exp is
+    vectorized where MLX's CPU one is scalar, and the relative shift is a strided view of
+    the per-distance scores (score[i, j] = by_distance[i, T-1-i+j]) instead of two copies."""
+    scores = np.asarray(q @ k.transpose(0, 1, 3, 2)) * np.float32(scale)
+    distance = np.ascontiguousarray(np.asarray(by_distance))
+    b, h, t, p = distance.shape
+    item = distance.itemsize
+    shifted = np.lib.stride_tricks.as_strided(
+        distance.reshape(-1)[t - 1 :],
+        shape=(b, h, t, t),
+        strides=(h * t * p * item, t * p * item, (p - 1) * item, item),
+    )
+    scores += shifted
+    if key_mask is not None:
+        scores += np.where(np.asarray(key_mask), np.float32(0), np.float32(-np.inf))[
+            :, None, None, :
+        ]
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return mx.array(np.nan_to_num(scores, copy=False)) @ v
+
+
 class RelPositionAttention(nn.Module):
     def __init__(self, n_heads: int, d_model: int, bias: bool = True):
         super().__init__()
@@ -109,14 +142,18 @@ class RelPositionAttention(nn.Module):
         p = self.linear_pos(pos_emb).reshape(-1, self.n_heads, self.head_dim)
         q_u = (q + self.pos_bias_u).transpose(0, 2, 1, 3)
         q_v = (q + self.pos_bias_v).transpose(0, 2, 1, 3)
-        # (B, H, T, P): the query's affinity to each relative distance
-        by_distance = (q_v @ p.transpose(1, 2, 0)) * self.scale
+        # (B, H, T, P): the query's affinity to each relative distance (contiguous operands
+        # let the batched product skip a copy per head)
+        by_distance = (mx.contiguous(q_v) @ mx.contiguous(p.transpose(1, 2, 0))) * self.scale
 
         if self.context is None:
-            bias = _shift_relative(by_distance)
-            if key_mask is not None:
-                bias = mx.where(key_mask[:, None, None, :], bias, mx.array(-1e9, bias.dtype))
-            out = mx.fast.scaled_dot_product_attention(q_u, k, v, scale=self.scale, mask=bias)
+            if mx.default_device() == mx.cpu and q_u.dtype == mx.float32:
+                out = _full_attention_cpu(q_u, k, v, by_distance, key_mask, self.scale)
+            else:
+                bias = _shift_relative(by_distance)
+                if key_mask is not None:
+                    bias = mx.where(key_mask[:, None, None, :], bias, mx.array(-1e9, bias.dtype))
+                out = mx.fast.scaled_dot_product_attention(q_u, k, v, scale=self.scale, mask=bias)
             if key_mask is not None:
                 out = mx.where(key_mask.any(axis=1)[:, None, None, None], out, 0)
         else:
@@ -183,6 +220,6 @@ class RelPositionAttention(nn.Module):
         bias = mx.take_along_axis(by_distance, index, axis=-1)
         scores = (q_u @ keys.transpose(0, 1, 3, 2)) * self.scale + bias
         scores = mx.where(inside, scores, mx.array(-mx.inf, scores.dtype))
-        weights = mx.softmax(scores.astype(mx.float32), axis=-1).astype(values.dtype)
+        weights = fast_math.softmax(scores.astype(mx.float32)).astype(values.dtype)
         out = (weights @ values).transpose(0, 2, 1, 3).reshape(b, t, d)
         return self.linear_out(out), k, v

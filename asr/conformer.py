@@ -9,6 +9,7 @@ import warnings
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import fast_math
 from .attention import AttentionContext, RelPositionAttention, relative_position_embedding
 from .cache import LayerCache
 from .config import ConformerArgs
@@ -40,7 +41,7 @@ class FeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.linear2(nn.silu(self.linear1(x)))
+        return self.linear2(fast_math.silu(self.linear1(x)))
 
 
 class ConvolutionModule(nn.Module):
@@ -76,10 +77,10 @@ class ConvolutionModule(nn.Module):
 
     def gated(self, x: mx.array) -> mx.array:
         """The depthwise convolution's input: pointwise convolution and GLU."""
-        return nn.glu(self.pointwise_conv1(x), axis=-1)
+        return fast_math.glu(self.pointwise_conv1(x), axis=-1)
 
     def finish(self, x: mx.array) -> mx.array:
-        return self.pointwise_conv2(nn.silu(self.batch_norm(x)))
+        return self.pointwise_conv2(fast_math.silu(self.batch_norm(x)))
 
     def __call__(self, x: mx.array, frame_mask: mx.array | None = None) -> mx.array:
         x = self.gated(x)

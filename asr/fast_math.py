@@ -1,0 +1,50 @@
+"""Exponential-based activations that run fast on every backend.
+
+MLX's CPU kernels evaluate exp one element at a time: silu over a (750, 4096) activation
+takes ~50 ms, where numpy's vectorized exp takes ~2 ms. On the CPU, float32 arrays go
+through numpy for these (MLX arrays and numpy share CPU memory, so only the result is
+copied back); elsewhere, and for other dtypes, MLX's own ops run.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+
+def _on_cpu(x: mx.array) -> bool:
+    return x.dtype == mx.float32 and mx.default_device() == mx.cpu
+
+
+def silu(x: mx.array) -> mx.array:
+    if not _on_cpu(x):
+        return nn.silu(x)
+    a = np.asarray(x)
+    out = np.negative(a)
+    np.exp(out, out=out)
+    out += 1.0
+    np.divide(a, out, out=out)
+    return mx.array(out)
+
+
+def glu(x: mx.array, axis: int = -1) -> mx.array:
+    """First half times the sigmoid of the second half."""
+    if not _on_cpu(x):
+        return nn.glu(x, axis=axis)
+    a, b = np.split(np.asarray(x), 2, axis=axis)
+    gate = np.negative(b)
+    np.exp(gate, out=gate)
+    gate += 1.0
+    np.divide(a, gate, out=gate)
+    return mx.array(gate)
+
+
+def softmax(x: mx.array, axis: int = -1) -> mx.array:
+    if not _on_cpu(x):
+        return mx.softmax(x, axis=axis)
+    a = np.asarray(x)
+    out = a - a.max(axis=axis, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return mx.array(out)
