@@ -192,7 +192,7 @@ class TranscriptionEngine:
 
     def _close_stream(self) -> None:
         if self._stream is not None:
-            self._stream._restore_attention()
+            self._stream.restore_attention()
             self._stream = None
 
     def _take(self) -> list[np.ndarray | _Command]:
@@ -247,7 +247,7 @@ class TranscriptionEngine:
                 self._close_stream()
                 self._model = command.args[0]
                 self._stream = self._new_stream()
-                self._stream._time_offset = offset
+                self._stream.start_at(offset)
             elif command.name == "sync":
                 command.args[0].set()
             elif command.name == "stop":

@@ -204,9 +204,7 @@ class BaseParakeet(nn.Module):
                 chunk_callback(end, total)
             if last:
                 return tokens
-            start = end - overlap
-            if total - start <= overlap:  # the rest lies inside this chunk's overlap
-                start = max(0, total - chunk) // grid * grid
+            start = end - overlap  # the last chunk still holds a whole overlap of audio
 
     def transcribe_stream(
         self,

@@ -159,9 +159,16 @@ class StreamingParakeet:
             if exc_type is None:
                 self.close()
         finally:
-            self._restore_attention()
+            self.restore_attention()
 
-    def _restore_attention(self) -> None:
+    def start_at(self, seconds: float) -> None:
+        """Times of this stream's tokens count from `seconds` (a session that goes on)."""
+        if self._features.samples:
+            raise RuntimeError("start_at must come before any audio")
+        self._time_offset = seconds
+
+    def restore_attention(self) -> None:
+        """Gives the model back the attention it had before the stream entered."""
         if not self._entered:
             return
         if self._saved_attention is None:
