@@ -45,3 +45,63 @@ __device__ __forceinline__ void la_store4(__nv_bfloat16* p, const float* x) {
 
 def is_available() -> bool:
     return hasattr(mx, "cuda") and mx.cuda.is_available()
+
+
+_compiled: dict[str, object] = {}
+
+
+def compiled_kernel(name: str, source: str, header: str, shared_memory: int):
+    """One local-attention kernel, compiled (by NVRTC) on first use."""
+    if name not in _compiled:
+        _compiled[name] = mx.fast.cuda_kernel(
+            name=name,
+            input_names=["q", "k", "v", "bias", "key_mask", "params"],
+            output_names=["out"],
+            source=source,
+            header=header,
+            ensure_row_contiguous=True,
+            shared_memory=shared_memory,
+        )
+    return _compiled[name]
+
+
+def run_local_attention_kernel(
+    kernel,
+    q: mx.array,
+    k: mx.array,
+    v: mx.array,
+    left: int,
+    right: int,
+    bias: mx.array | None,
+    key_mask: mx.array | None,
+    scale: float,
+    *,
+    block_q: int,
+    threads: int,
+) -> mx.array:
+    """Launches a kernel that gives each (batch, head) a row of tiles of `block_q` queries."""
+    b, h, t, d = q.shape
+    has_bias = bias is not None
+    has_mask = key_mask is not None
+    if bias is None:
+        bias = mx.zeros((1,), q.dtype)
+    if key_mask is None:
+        key_mask = mx.zeros((1,), mx.bool_)
+    n_tiles = -(-t // block_q)
+    (out,) = kernel(
+        inputs=[q, k, v, bias, key_mask, mx.array([scale], mx.float32)],
+        template=[
+            ("T", q.dtype),
+            ("D", d),
+            ("L", left),
+            ("R", right),
+            ("HAS_BIAS", has_bias),
+            ("BIAS_BCAST", has_bias and bias.shape[0] == 1),
+            ("HAS_MASK", has_mask),
+        ],
+        grid=(n_tiles * threads, b * h, 1),
+        threadgroup=(threads, 1, 1),
+        output_shapes=[q.shape],
+        output_dtypes=[q.dtype],
+    )
+    return out

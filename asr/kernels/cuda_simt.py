@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .cuda_common import HEADER
+from .cuda_common import HEADER, compiled_kernel, run_local_attention_kernel
 
 BLOCK_Q = 64
 BLOCK_K = 32
@@ -199,25 +199,9 @@ for (int r = 0; r < 4; ++r) {
 }
 """
 
-_kernels: dict[int, object] = {}
-
 
 def shared_bytes(d: int) -> int:
     return 4 * (d * BLOCK_Q + d * BLOCK_K + BLOCK_K * d + BLOCK_Q * P_STRIDE)
-
-
-def _kernel(d: int):
-    if d not in _kernels:
-        _kernels[d] = mx.fast.cuda_kernel(
-            name=f"local_attention_simt_d{d}",
-            input_names=["q", "k", "v", "bias", "key_mask", "params"],
-            output_names=["out"],
-            source=SOURCE,
-            header=HEADER,
-            ensure_row_contiguous=True,
-            shared_memory=shared_bytes(d),
-        )
-    return _kernels[d]
 
 
 def simt_local_attention(
@@ -230,28 +214,8 @@ def simt_local_attention(
     key_mask: mx.array | None,
     scale: float,
 ) -> mx.array:
-    b, h, t, d = q.shape
-    has_bias = bias is not None
-    has_mask = key_mask is not None
-    if bias is None:
-        bias = mx.zeros((1,), q.dtype)
-    if key_mask is None:
-        key_mask = mx.zeros((1,), mx.bool_)
-    n_tiles = -(-t // BLOCK_Q)
-    (out,) = _kernel(d)(
-        inputs=[q, k, v, bias, key_mask, mx.array([scale], mx.float32)],
-        template=[
-            ("T", q.dtype),
-            ("D", d),
-            ("L", left),
-            ("R", right),
-            ("HAS_BIAS", has_bias),
-            ("BIAS_BCAST", has_bias and bias.shape[0] == 1),
-            ("HAS_MASK", has_mask),
-        ],
-        grid=(n_tiles * THREADS, b * h, 1),
-        threadgroup=(THREADS, 1, 1),
-        output_shapes=[q.shape],
-        output_dtypes=[q.dtype],
+    d = q.shape[-1]
+    kernel = compiled_kernel(f"local_attention_simt_d{d}", SOURCE, HEADER, shared_bytes(d))
+    return run_local_attention_kernel(
+        kernel, q, k, v, left, right, bias, key_mask, scale, block_q=BLOCK_Q, threads=THREADS
     )
-    return out
