@@ -183,8 +183,19 @@ def test_block_level_db():
 # ------------------------------------------------------------------- devices
 
 
+def machine_has_sound_input() -> bool:
+    try:
+        import sounddevice
+
+        sounddevice.query_devices(kind="input")
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(machine_has_sound_input(), reason="this machine has a sound input")
 def test_no_input_devices_here():
-    # this machine has no sound devices (or no PortAudio): an empty list, no exception
+    # no sound devices (or no PortAudio): an empty list, no exception
     assert list_input_devices() == []
 
 
@@ -256,6 +267,7 @@ def test_list_input_devices_never_raises(monkeypatch):
     assert list_input_devices() == []
 
 
+@pytest.mark.skipif(machine_has_sound_input(), reason="this machine has a sound input")
 def test_mic_without_a_device_gives_one_line_error():
     mic = MicSource()
     assert isinstance(mic, LiveSource) and not mic.finished

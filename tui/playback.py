@@ -53,7 +53,7 @@ class Player:
         self._stream_started = False
         self._silent_reason: str | None = None
         if not output:
-            self._silent_reason = "playback is silent (sound output is off)"
+            self._silent_reason = "sound output is off"
         elif self._audio.size:
             self._open_stream(device)
 
@@ -72,7 +72,8 @@ class Player:
 
     @property
     def silent_reason(self) -> str | None:
-        """Why there is no sound, in one line for the UI; None when there is sound."""
+        """Why there is no sound, as a short phrase for the UI ("no sound output device");
+        None when there is sound."""
         return self._silent_reason if self.silent else None
 
     @property
@@ -145,7 +146,7 @@ class Player:
             stream, self._stream = self._stream, None
             self._set_position(position)
             if stream is not None:
-                self._silent_reason = "playback is closed"
+                self._silent_reason = "the player is closed"
         if stream is not None:
             _close_quietly(stream)
 
@@ -176,13 +177,13 @@ class Player:
         try:
             sd = _sounddevice()
         except (ImportError, OSError) as e:
-            self._silent_reason = f"playback is silent (no sound library: {_first_line(e)})"
+            self._silent_reason = f"no sound library ({_first_line(e)})"
             return
         if device is None:
             try:
                 sd.query_devices(kind="output")
             except Exception:
-                self._silent_reason = "playback is silent (no sound output device)"
+                self._silent_reason = "no sound output device"
                 return
         try:
             self._stream = sd.OutputStream(
@@ -193,7 +194,7 @@ class Player:
                 callback=self._callback,
             )
         except Exception as e:
-            self._silent_reason = f"playback is silent (no sound output: {_first_line(e)})"
+            self._silent_reason = f"cannot open the sound output ({_first_line(e)})"
 
     def _ensure_stream_started(self) -> None:
         with self._start_lock:
@@ -210,7 +211,7 @@ class Player:
             # carry on silently from where the output would have been
             position = self._frame / self._rate
             self._stream = None
-            self._silent_reason = f"playback is silent (sound output failed: {_first_line(error)})"
+            self._silent_reason = f"the sound output failed ({_first_line(error)})"
             self._set_position(position)
         _close_quietly(stream)
 
