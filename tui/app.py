@@ -61,6 +61,15 @@ class ParakeetApp(App[int]):
         self.engine_owner: TranscriptPane | None = None
         self.sentence_config = SentenceConfig(max_duration=self.options.max_sentence_seconds)
         self._quitting = False
+        self.mic_pane = MicPane(
+            self.sentence_config,
+            mic_from=self.options.mic_from,
+            mic_speed=self.options.mic_speed,
+            id="mic-pane",
+        )
+        self.file_pane = FilePane(
+            self.sentence_config, audio_output=self.options.audio_output, id="file-pane"
+        )
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -68,27 +77,12 @@ class ParakeetApp(App[int]):
         yield Header(icon="◉")
         with TabbedContent(initial="file" if options.recording else "mic", id="panes"):
             with TabPane("Mic", id="mic"):
-                yield MicPane(
-                    self.sentence_config,
-                    mic_from=options.mic_from,
-                    mic_speed=options.mic_speed,
-                    id="mic-pane",
-                )
+                yield self.mic_pane
             with TabPane("File", id="file"):
-                yield FilePane(
-                    self.sentence_config, audio_output=options.audio_output, id="file-pane"
-                )
+                yield self.file_pane
         yield StreamSettings(options.context, options.depth, id="stream-settings")
         yield StatusBar(id="status-bar")
         yield Footer()
-
-    @property
-    def mic_pane(self) -> MicPane:
-        return self.query_one(MicPane)
-
-    @property
-    def file_pane(self) -> FilePane:
-        return self.query_one(FilePane)
 
     @property
     def active_pane(self) -> TranscriptPane:
@@ -255,15 +249,20 @@ class ParakeetApp(App[int]):
         self._quitting = True
         if self.engine_owner is not None:
             self.notify("Making the last words final…", timeout=SHUTDOWN_SECONDS)
-        await asyncio.to_thread(self._shut_down)
+        await asyncio.to_thread(self._shut_down, SHUTDOWN_SECONDS)
         self.exit(0)
 
-    def _shut_down(self) -> None:
+    def on_unmount(self) -> None:
+        if not self._quitting:  # ended some other way: still stop the threads, close sessions
+            self._quitting = True
+            self._shut_down(timeout=2.0)
+
+    def _shut_down(self, timeout: float) -> None:
         for pane in (self.mic_pane, self.file_pane):
             try:
-                pane.shut_down(SHUTDOWN_SECONDS)
-            except Exception as error:  # noqa: BLE001 - quitting goes on; the rest still closes
-                self.call_from_thread(self.notify, str(error), severity="error")
+                pane.shut_down(timeout)
+            except Exception:  # noqa: BLE001 - quitting goes on; the other pane still closes
+                pass
 
 
 def main(args: list[str]) -> int:

@@ -45,11 +45,15 @@ class ExportDialog(ModalScreen["Path | None"]):
             with RadioSet(id="export-format"):
                 for fmt, label in FORMAT_LABELS.items():
                     yield RadioButton(label, value=fmt == self.fmt, name=fmt)
-            yield Input(str(default_export_name(self.session_name, self.fmt)), id="export-path")
+            yield Input(self._default_name(self.fmt), id="export-path")
             yield Label("", id="export-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export", id="export-save", variant="primary")
                 yield Button("Cancel", id="export-cancel")
+
+    def _default_name(self, fmt: str) -> str:
+        """`<session name>.<fmt>`: relative, so it lands in the working directory."""
+        return default_export_name(self.session_name, fmt, Path(".")).name
 
     def on_mount(self) -> None:
         self.query_one("#export-error").display = False
