@@ -25,7 +25,10 @@ from ..live_transcript import TranscriptRow
 from ..time_format import clock
 
 
-class Transcript(ScrollView, can_focus=True):
+class Transcript(ScrollView, can_focus=True, inherit_bindings=False):
+    """`seekable`: Enter and clicks choose a sentence (a recording's; the microphone's
+    cannot be played)."""
+
     COMPONENT_CLASSES = {
         "transcript--time",
         "transcript--draft",
@@ -40,7 +43,7 @@ class Transcript(ScrollView, can_focus=True):
         Binding("end", "last", "Newest sentence", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("enter", "choose", "Jump to sentence"),
+        Binding("enter", "choose", "Jump here"),
     ]
 
     cursor: reactive[int | None] = reactive(None, always_update=True)
@@ -63,12 +66,14 @@ class Transcript(ScrollView, can_focus=True):
         self,
         placeholder: str = "",
         *,
+        seekable: bool = False,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._placeholder = placeholder
+        self.seekable = seekable
         self._rows: list[TranscriptRow] = []
         self._row_strips: list[list[Strip]] = []
         self._first_lines: list[int] = []  # line where each row starts
@@ -251,6 +256,11 @@ class Transcript(ScrollView, can_focus=True):
     def action_page_down(self) -> None:
         self._move_cursor(+max(1, self.scrollable_content_region.height // 2))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "choose" and not self.seekable:
+            return False
+        return True
+
     def action_choose(self) -> None:
         index = self._start_cursor()
         if index is None:
@@ -264,4 +274,5 @@ class Transcript(ScrollView, can_focus=True):
             return
         self.focus()
         self.cursor = index
-        self.post_message(self.SentenceChosen(self, index, self._rows[index].start))
+        if self.seekable:
+            self.post_message(self.SentenceChosen(self, index, self._rows[index].start))

@@ -35,9 +35,9 @@ class FilePane(TranscriptPane):
     DEFAULT_SESSION_NAME = "recording"
     BINDINGS = [
         Binding("space", "toggle_play", "Play/Pause"),
-        Binding("left", "skip(-5)", "Back 5 s"),
-        Binding("right", "skip(5)", "Forward 5 s"),
-        Binding("o", "open", "Open recording"),
+        Binding("left", "skip(-5)", "-5 s"),
+        Binding("right", "skip(5)", "+5 s"),
+        Binding("o", "open", "Open"),
     ]
 
     def __init__(
@@ -63,7 +63,9 @@ class FilePane(TranscriptPane):
         with Horizontal(id="player"):
             yield Button("▶ Play", id="play", disabled=True)
             yield SeekBar(id="seek-bar")
-        yield Transcript(placeholder="The transcript appears here.", id="file-transcript")
+        yield Transcript(
+            placeholder="The transcript appears here.", seekable=True, id="file-transcript"
+        )
 
     def on_mount(self) -> None:
         self.set_interval(TICK_SECONDS, self._follow_playhead)
