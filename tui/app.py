@@ -8,6 +8,7 @@ runs in workers or on the engine thread.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -272,4 +273,10 @@ def main(args: list[str]) -> int:
         print(f"parakeet-tui: {error} (see `parakeet-tui --help`)", file=sys.stderr)
         return 2
     result = ParakeetApp(options).run()
-    return result if isinstance(result, int) else 0
+    code = result if isinstance(result, int) else 0
+    # Sessions are closed and the terminal restored by now. Skip the interpreter's teardown:
+    # MLX's native threads, used from the engine thread, can abort it at exit ("terminate
+    # called without an active exception"), which would turn a clean quit into exit code 134.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
