@@ -52,15 +52,14 @@ class SeekBar(Widget):
         done = min(width, round(self.transcribed / duration * width))
         text = Text(no_wrap=True, end="")
         text.append(left, self.get_component_rich_style("seek-bar--time"))
-        for cell in range(width):
-            if cell == head:
-                text.append("●", self.get_component_rich_style("seek-bar--head"))
-            elif cell < head:
-                text.append("━", self.get_component_rich_style("seek-bar--played"))
-            elif cell < done:
-                text.append("─", self.get_component_rich_style("seek-bar--transcribed"))
-            else:
-                text.append("─", self.get_component_rich_style("seek-bar--pending"))
+        text.append("━" * head, self.get_component_rich_style("seek-bar--played"))
+        text.append("●", self.get_component_rich_style("seek-bar--head"))
+        after_head = width - head - 1
+        transcribed = max(0, min(after_head, done - head - 1))
+        text.append("─" * transcribed, self.get_component_rich_style("seek-bar--transcribed"))
+        text.append(
+            "─" * (after_head - transcribed), self.get_component_rich_style("seek-bar--pending")
+        )
         text.append(right, self.get_component_rich_style("seek-bar--time"))
         return text
 

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
@@ -79,6 +80,7 @@ class Transcript(ScrollView, can_focus=True, inherit_bindings=False):
         self._first_lines: list[int] = []  # line where each row starts
         self._line_count = 0
         self._wrap_width = 0
+        self._base_style = Style()
 
     # -- content ---------------------------------------------------------------------------
     @property
@@ -126,7 +128,16 @@ class Transcript(ScrollView, can_focus=True, inherit_bindings=False):
             self._first_lines.append(self._line_count)
             self._row_strips.append(strips)
             self._line_count += len(strips)
-        self.virtual_size = Size(width, self._line_count)
+        self._set_virtual_size(Size(width, self._line_count))
+
+    def _set_virtual_size(self, size: Size) -> None:
+        # The widget's own size never depends on its content (its scrollbar is always
+        # shown), so growing content needs no layout of the screen: a layout on every
+        # engine update costs the whole screen's arrangement, tens of milliseconds.
+        if size != self.virtual_size:
+            self.set_reactive(Transcript.virtual_size, size)
+            self._scroll_update(size)
+            self.refresh()
 
     def _rewrap_all(self) -> None:
         self._wrap_width = self._content_width() if self.is_mounted else 0
@@ -170,9 +181,13 @@ class Transcript(ScrollView, can_focus=True, inherit_bindings=False):
             self._rewrap_all()
 
     # -- rendering -------------------------------------------------------------------------
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._base_style = self.rich_style  # once per paint, not once per line
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         width = self._content_width()
-        base = self.rich_style
+        base = self._base_style
         line = self.scroll_offset.y + y
         if not self._rows:
             if line == 0 and self._placeholder:

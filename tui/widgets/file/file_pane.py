@@ -178,7 +178,8 @@ class FilePane(TranscriptPane):
         self.start_transcription()
 
     def _set_state(self, text: str) -> None:
-        self.query_one("#file-state", Label).update(text)
+        # a fixed width: no layout of the screen for each engine update
+        self.query_one("#file-state", Label).update(text, layout=False)
 
     # -- playback --------------------------------------------------------------------------
     @on(Button.Pressed, "#play")

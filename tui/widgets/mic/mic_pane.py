@@ -222,7 +222,7 @@ class MicPane(TranscriptPane):
         message.stop()
         if self.state in ("recording", "starting"):
             self.query_one(LevelMeter).level_db = message.level_db
-        self.query_one("#mic-elapsed", Label).update(clock(message.heard_seconds))
+        self.query_one("#mic-elapsed", Label).update(clock(message.heard_seconds), layout=False)
 
     @on(Button.Pressed, "#mic-pause")
     def action_pause(self) -> None:
