@@ -9,6 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import CLIPS, NEMO
+from demo_model import (
+    MAX_WER,
+    demo_audio,
+    demo_text,
+    load_demo_model,
+    normalized_words,
+    word_error_rate,
+)
 
 from asr.engine import Draft, EngineError, Finalized, Progress, Stopped, TranscriptionEngine
 
@@ -140,3 +148,72 @@ def test_errors_become_events_and_the_engine_goes_on(nemo_models, monkeypatch):
     with pytest.raises(ValueError, match="audio blocks"):
         engine.feed(np.zeros((2, 2, 2)))
     assert engine.feed(audio[:100]) is False  # stopped
+
+
+# -- the demo model: words, not only shapes ------------------------------------------------
+
+
+def test_engine_on_the_demo_recording_hears_its_words():
+    """The demo recording in blocks of 0.1 to 0.5 s, fed faster than real time from this
+    thread: the final text is the recording's, drafts showed on the way, times are in order
+    and within the recording."""
+    model = load_demo_model()
+    audio = demo_audio()
+    seconds = len(audio) / 16000
+    events = Collector()
+    engine = TranscriptionEngine(model, events).start()  # default context and depth
+    rng = np.random.default_rng(7)
+    fed = 0
+    while fed < len(audio):
+        block = audio[fed : fed + int(rng.uniform(0.1, 0.5) * 16000)]
+        assert engine.feed(block)
+        fed += len(block)
+        time.sleep(len(block) / 16000 / 8)  # eight times real time: updates on the way
+    engine.stop()
+    assert events.stopped.wait(60)
+    assert not events.of(EngineError)
+
+    finals = [t for e in events.of(Finalized) for t in e.tokens]
+    text = "".join(t.text for t in finals)
+    assert word_error_rate(demo_text(), text) <= MAX_WER, text
+
+    drafts = [e.tokens for e in events.of(Draft) if e.tokens]
+    assert len(drafts) >= 3  # the text showed as drafts before it was final
+    assert any(len(normalized_words("".join(t.text for t in d))) >= 2 for d in drafts)
+    assert events.of(Draft)[-1].tokens == []  # stop made the last draft final
+
+    starts = [t.start for t in finals]
+    assert starts == sorted(starts)
+    word_starts = [t.start for t in finals if t.text.startswith(" ")]
+    assert len(word_starts) >= 0.9 * len(normalized_words(demo_text()))
+    assert word_starts == sorted(set(word_starts))  # rising: one word, one time
+    assert all(0 <= t.start and t.end <= seconds + 1e-6 for t in finals)
+    assert word_starts[-1] > seconds - 5  # the last words are near the end, not bunched early
+    progress = events.of(Progress)
+    assert progress[-1].audio_seconds == pytest.approx(seconds)
+    assert progress[-1].dropped_seconds == 0
+
+
+def test_engine_drafts_follow_the_final_text_on_the_demo_recording():
+    """One update per 0.25 s block: every draft starts where the final text has got to, and
+    the final text is the recording's."""
+    model = load_demo_model()
+    audio = demo_audio()
+    events = Collector()
+    engine = TranscriptionEngine(model, events).start()
+    for i in range(0, len(audio), 4000):  # 0.25 s blocks, each one update
+        assert engine.feed(audio[i : i + 4000])
+        assert engine.wait_idle(30)
+    engine.stop()
+    assert events.stopped.wait(60)
+    final_end = 0.0
+    checked = 0
+    for event in events.events:
+        if isinstance(event, Finalized) and event.tokens:
+            final_end = event.tokens[-1].start
+        elif isinstance(event, Draft) and event.tokens:
+            assert event.tokens[0].start >= final_end
+            checked += 1
+    assert checked > 20
+    finals = [t for e in events.of(Finalized) for t in e.tokens]
+    assert word_error_rate(demo_text(), "".join(t.text for t in finals)) <= MAX_WER

@@ -8,6 +8,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import CLIPS, NEMO
+from demo_model import (
+    MAX_WER,
+    demo_audio,
+    demo_seconds,
+    demo_text,
+    load_demo_model,
+    normalized_words,
+    word_alignment,
+    word_error_rate,
+)
 
 import asr
 from asr.audio import feature_statistics, log_mel_spectrogram
@@ -193,3 +203,61 @@ def test_all_features_normalization_streams_exactly(tmp_path):
     running = stream(model, audio, 1600)
     assert running._stats.mean_std("all_features")[0].shape == ()
     assert len(running.finalized_tokens) > 0
+
+
+# -- the demo model: words, not only shapes ------------------------------------------------
+
+
+def demo_stream(model, audio, block=8000, **kwargs):
+    with model.transcribe_stream(**kwargs) as s:
+        for i in range(0, len(audio), block):
+            s.add_audio(audio[i : i + block])
+    return s
+
+
+def test_demo_recording_streams_to_its_words_with_default_settings():
+    model = load_demo_model()
+    own_context = model.encoder.attention_context
+    s = demo_stream(model, demo_audio())
+    assert s.depth == 1
+    text = s.result.text
+    assert word_error_rate(demo_text(), text) <= MAX_WER, text
+    assert text == "".join(t.text for t in s.finalized_tokens).strip()
+    assert s.draft_tokens == []
+    assert s.finalized_tokens[-1].end <= demo_seconds() + 1e-6
+    assert model.encoder.attention_context == own_context  # the model's own is back
+
+
+@pytest.mark.parametrize(
+    "switch_at, context, depth",
+    [(0.5, (128, 32), None), (0.3, (32, 8), 8)],
+)
+def test_demo_context_change_mid_stream_keeps_the_words(switch_at, context, depth):
+    """Changing the context (and depth) in the middle of the recording: the final text from
+    before the change stays as it was, and the whole text is still the recording's, with no
+    stretch lost or said twice at the change."""
+    model = load_demo_model()
+    audio = demo_audio()
+    cut = int(len(audio) * switch_at)
+    with model.transcribe_stream() as s:
+        for i in range(0, cut, 3200):
+            s.add_audio(audio[i : min(i + 3200, cut)])
+        before = list(s.finalized_tokens)
+        assert len(normalized_words("".join(t.text for t in before))) >= 5
+        s.set_context(context, depth=depth)
+        assert (s.context_size, model.encoder.attention_context) == (context, context)
+        assert s.finalized_tokens[: len(before)] == before  # the change may settle drafts
+        at_change = list(s.finalized_tokens)
+        for i in range(cut, len(audio), 3200):
+            s.add_audio(audio[i : i + 3200])
+    finals = s.finalized_tokens
+    assert finals[: len(at_change)] == at_change
+    text = s.result.text
+    assert word_error_rate(demo_text(), text) <= MAX_WER, text
+    alignment = word_alignment(demo_text(), text)
+    # a repeated or lost stretch shows as a run of insertions or deletions
+    assert alignment.insertions + alignment.deletions <= 2, text
+    starts = [t.start for t in finals]
+    assert starts == sorted(starts)
+    assert finals[len(at_change)].start >= at_change[-1].start  # times go on from the change
+    assert finals[-1].end <= len(audio) / 16000 + 1e-6
