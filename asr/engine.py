@@ -76,14 +76,14 @@ class TranscriptionEngine:
         model,
         on_event: Callable[[Event], None],
         *,
-        context_size: tuple[int, int] = (256, 16),
+        context_size: tuple[int, int] | None = None,  # None: the model's stream_context
         depth: int = 1,
         decoding_config: DecodingConfig | None = None,
         max_backlog_seconds: float = 30.0,
     ):
         self._model = model
         self._on_event = on_event
-        self._context = context_size
+        self._context = tuple(context_size) if context_size else model.stream_context
         self._depth = depth
         self._decoding = decoding_config
         self._rate = model.preprocessor_config.sample_rate

@@ -26,6 +26,9 @@ from .transducer import JointNetwork, PredictionNetwork
 ChunkCallback = Callable[[int, int], None]
 
 
+DEFAULT_STREAM_CONTEXT = (256, 16)
+
+
 class BaseParakeet(nn.Module):
     def __init__(self, preprocessor: PreprocessArgs, encoder: ConformerArgs, vocabulary: list[str]):
         super().__init__()
@@ -206,9 +209,22 @@ class BaseParakeet(nn.Module):
                 return tokens
             start = end - overlap  # the last chunk still holds a whole overlap of audio
 
+    @property
+    def stream_context(self) -> tuple[int, int]:
+        """The default (left, right) context of streaming: the local attention context the
+        model's config declares, when it declares one (a model trained with that much look-
+        ahead loses words with less), else (256, 16), 1.28 s of look-ahead at 80 ms frames."""
+        config = self.encoder_config
+        declared = config.att_context_size or []
+        if config.self_attention_model == "rel_pos_local_attn" and len(declared) == 2:
+            left, right = (int(c) for c in declared)
+            if left > 0 and right >= 0:
+                return (left, right)
+        return DEFAULT_STREAM_CONTEXT
+
     def transcribe_stream(
         self,
-        context_size: tuple[int, int] = (256, 16),
+        context_size: tuple[int, int] | None = None,
         depth: int = 1,
         *,
         keep_original_attention: bool = False,
@@ -216,12 +232,12 @@ class BaseParakeet(nn.Module):
         feature_stats: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> StreamingParakeet:
         """A stream to feed audio blocks to (use it as a context manager): local attention
-        with `context_size` (left, right) encoder frames, the first `depth` layers exact
-        as offline. `feature_stats` (mean, std per feature) fixes the normalization;
-        otherwise it follows everything heard so far."""
+        with `context_size` (left, right) encoder frames (default: `stream_context`), the
+        first `depth` layers exact as offline. `feature_stats` (mean, std per feature) fixes
+        the normalization; otherwise it follows everything heard so far."""
         return StreamingParakeet(
             self,
-            context_size,
+            context_size or self.stream_context,
             depth,
             keep_original_attention=keep_original_attention,
             decoding_config=decoding_config,

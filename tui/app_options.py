@@ -75,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=2,
         type=_frames,
         metavar=("LEFT", "RIGHT"),
-        default=DEFAULT_CONTEXT,
-        help="encoder frames of attention context on each side (default: %(default)s)",
+        default=None,
+        help=(
+            f"encoder frames of attention context on each side (default: {DEFAULT_CONTEXT[0]} "
+            f"{DEFAULT_CONTEXT[1]}; with --demo, the demo model's own)"
+        ),
     )
     parser.add_argument(
         "--depth",
@@ -97,27 +100,49 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         help="pace of --mic-from, times real time; 0 for as fast as possible (default: 1)",
     )
-    # --demo (a built-in demo model) will join here; AppOptions.model is where it lands.
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the built-in demo: a small model (no download) on a bundled recording, or on FILE",
+    )
     return parser
+
+
+def _demo_context() -> tuple[int, int]:
+    """The local attention context the demo model was made for (its config says)."""
+    import json
+
+    from .demo import DEMO_MODEL
+
+    left, right = json.loads((DEMO_MODEL / "config.json").read_text())["encoder"][
+        "att_context_size"
+    ]
+    return int(left), int(right)
 
 
 def parse_app_args(args: list[str]) -> AppOptions:
     """The options in args. Raises AppUsageError (one line) for anything unusable; exits
     (SystemExit) for --help, as argparse does."""
     ns = build_parser().parse_args(args)
-    left, right = ns.context
+    left, right = ns.context or (_demo_context() if ns.demo else DEFAULT_CONTEXT)
     if left < 1 or right < 0:
         raise AppUsageError(f"--context needs LEFT >= 1 and RIGHT >= 0, got {left} {right}")
     if ns.depth < 1:
         raise AppUsageError(f"--depth must be at least 1, got {ns.depth}")
     recording = Path(ns.recording) if ns.recording else None
+    model = ns.model
+    if ns.demo:
+        from .demo import DEMO_MODEL, DEMO_RECORDING
+
+        model = str(DEMO_MODEL)
+        recording = recording or DEMO_RECORDING
     if recording is not None and not recording.is_file():
         raise AppUsageError(f"{recording}: no such file")
     if ns.mic_from is not None and not ns.mic_from.is_file():
         raise AppUsageError(f"--mic-from {ns.mic_from}: no such file")
     return AppOptions(
         recording=recording,
-        model=ns.model,
+        model=model,
         context=(left, right),
         depth=ns.depth,
         mic_from=ns.mic_from,

@@ -205,6 +205,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, _EnvOption]]:
         default=DEFAULT_MODEL,
         help="Hugging Face repo id (from the local cache) or a model folder",
     )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the small built-in demo model (no download; it knows synthetic English voices)",
+    )
     b.add(
         "--output-dir",
         parse=Path,
@@ -416,6 +421,12 @@ def _validate(ns: argparse.Namespace) -> None:
         raise UsageError(f"--output-template: {e}") from None
 
 
+def _demo_model() -> str:
+    from .demo import DEMO_MODEL
+
+    return str(DEMO_MODEL)
+
+
 def parse_options(argv: Sequence[str]) -> TranscribeOptions:
     """The options in argv (and the environment). Raises UsageError for anything invalid;
     exits (SystemExit) for --help and --version, as argparse does."""
@@ -426,7 +437,7 @@ def parse_options(argv: Sequence[str]) -> TranscribeOptions:
     fmt = ns.output_format
     return TranscribeOptions(
         files=list(ns.files),
-        model=ns.model,
+        model=_demo_model() if ns.demo else ns.model,
         output_dir=ns.output_dir if ns.output_dir is not None else Path("."),
         formats=OUTPUT_FORMATS if fmt == "all" else (fmt,),
         output_template=ns.output_template,
