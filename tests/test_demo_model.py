@@ -20,10 +20,8 @@ from train.speech_data import (
     TRAINING_PITCHES,
     TRAINING_SPEEDS,
     TRAINING_VARIANTS,
-    SentenceMaker,
-    load_words,
+    held_out_clips,
     random_voice,
-    synthesize,
 )
 from train.vocabulary import VOCABULARY, encode
 from tui.demo import DEMO_MODEL, DEMO_RECORDING, demo_text
@@ -52,13 +50,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def held_out() -> list[tuple[str, np.ndarray]]:
-    maker = SentenceMaker(load_words())
-    clips = []
-    for seed in TEST_SEEDS:
-        rng = np.random.default_rng(seed)
-        text = maker.text(rng)
-        clips.append((normalized(text), synthesize(text, random_voice(rng, held_out=True))))
-    return clips
+    return [(normalized(text), audio) for text, audio in held_out_clips(TEST_SEEDS)]
 
 
 def offline_wer(model, clips) -> float:

@@ -199,3 +199,14 @@ def _words() -> list[str]:
     if _WORDS is None:
         _WORDS = load_words()
     return _WORDS
+
+
+def held_out_clips(seeds) -> list[tuple[str, np.ndarray]]:
+    """(text, clean 16 kHz audio) in held-out voices, speeds and pitches, one per seed."""
+    maker = SentenceMaker(load_words())
+    clips = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        text = maker.text(rng)
+        clips.append((text, synthesize(text, random_voice(rng, held_out=True))))
+    return clips
