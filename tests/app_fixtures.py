@@ -85,3 +85,13 @@ def sample_tokens() -> list[AlignedToken]:
         (" month.", 9.5),
     ]
     return [AlignedToken(i, text, start, 0.4) for i, (text, start) in enumerate(words)]
+
+
+def make_demo_app(**options) -> ParakeetApp:
+    """The app on the demo model (loaded once), silent playback, the app's own sentence
+    lengths, no recovery offer."""
+    from demo_model import DEMO_MODEL, load_demo_model
+
+    options.setdefault("model", str(DEMO_MODEL))
+    options.setdefault("audio_output", False)
+    return ParakeetApp(AppOptions(**options), model=load_demo_model(), offer_recovery=False)

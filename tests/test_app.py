@@ -3,13 +3,35 @@ microphone, silent playback, sessions in a temporary data directory."""
 
 from __future__ import annotations
 
+import difflib
+import re
 import threading
+from dataclasses import replace
 
+import mlx.core as mx
 import pytest
-from app_fixtures import AUDIO, long_recording, make_app, sample_tokens, wait_for
+from app_fixtures import (
+    AUDIO,
+    long_recording,
+    make_app,
+    make_demo_app,
+    sample_tokens,
+    wait_for,
+)
+from demo_model import (
+    DEMO_RECORDING,
+    MAX_WER,
+    demo_audio,
+    demo_seconds,
+    demo_text,
+    load_demo_model,
+    normalized_words,
+    word_error_rate,
+)
 from textual.widgets import Button, Input, Label, RadioButton, Static
 
-from tui.app import main
+from tui.app import ParakeetApp, main
+from tui.app_options import parse_app_args
 from tui.live_transcript import LiveTranscript
 from tui.screens.export_dialog import ExportDialog
 from tui.screens.model_loading import ModelLoadingScreen
@@ -356,3 +378,138 @@ async def test_a_model_that_cannot_load_is_an_error_in_the_app(tmp_path, monkeyp
         await pilot.click("#without-model")
         assert app.model is None
         assert app.query_one("#mic-record", Button).disabled
+
+
+# -- the demo model: the app hears the recording's words -----------------------------------
+
+
+def rendered_text(transcript: Transcript) -> str:
+    """What the transcript draws, row by row (times and wrapping included)."""
+    return " ".join(strip.text for strips in transcript._row_strips for strip in strips)
+
+
+def srt_text(path) -> tuple[list[float], str]:
+    """An SRT file's cue start times and its text, checked for well-formed cues."""
+    starts, lines = [], []
+    for block in path.read_text().strip().split("\n\n"):
+        number, times, *text = block.splitlines()
+        assert number.isdigit()
+        start, end = (
+            int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+            for h, m, s, ms in re.findall(r"(\d\d):(\d\d):(\d\d),(\d\d\d)", times)
+        )
+        assert 0 <= start <= end
+        starts.append(start)
+        lines += text
+    return starts, " ".join(lines)
+
+
+async def test_demo_opens_the_file_pane_on_the_recording_and_hears_its_words():
+    """`parakeet-tui --demo`: the demo model (loaded by the app from its folder), the File
+    pane on the bundled recording, and a transcript of the recording's words."""
+    options = replace(parse_app_args(["--demo"]), audio_output=False)
+    assert options.recording == DEMO_RECORDING
+    app = ParakeetApp(options, offer_recovery=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = app.file_pane
+        assert app.active_pane is pane
+        assert str(app.query_one("#file-name", Label).render()) == "recording.flac"
+        await wait_for(pilot, lambda: pane.bridge is not None and pane.bridge.stopped, 60)
+        await pilot.pause(0.2)
+        transcript = app.query_one("#file-transcript", Transcript)
+        assert not pane.live.has_draft
+        shown = " ".join(row.text for row in transcript.rows)
+        assert word_error_rate(demo_text(), shown) <= MAX_WER, shown
+        drawn = rendered_text(transcript)
+        assert word_error_rate(demo_text(), drawn) <= MAX_WER, drawn
+        assert "Welcome to the demo" in drawn
+        assert "transcribed" in str(app.query_one("#file-state", Label).render())
+        tokens = SessionStore.open(pane.store.path).tokens
+        assert word_error_rate(demo_text(), "".join(t.text for t in tokens)) <= MAX_WER
+
+
+async def test_enter_on_a_demo_sentence_seeks_to_where_it_is_said():
+    """The sentences' start times come from the model: after Enter on the second sentence,
+    the audio from the playhead on says that sentence's words."""
+    app = make_demo_app(recording=DEMO_RECORDING)
+    async with app.run_test(size=(120, 36)) as pilot:
+        pane = app.file_pane
+        await wait_for(pilot, lambda: pane.bridge is not None and pane.bridge.stopped, 60)
+        await pilot.pause(0.2)
+        rows = pane.live.rows
+        assert len(rows) >= 3  # sentences end at full stops or after 12 s
+        transcript = app.query_one("#file-transcript", Transcript)
+        transcript.focus()
+        for index in (1, 2):
+            await pilot.press("home", *["down"] * index, "enter")
+            assert transcript.cursor == index
+            position = pane.player.position
+            assert position == pytest.approx(rows[index].start, abs=0.05)
+            assert rows[index - 1].start < position < demo_seconds()
+            said = words_said_from(position)[:6]
+            written = normalized_words(rows[index].text)[:6]
+            # the first word may be cut, and a word may be heard differently offline
+            matcher = difflib.SequenceMatcher(a=written, b=said, autojunk=False)
+            matching = sum(block.size for block in matcher.get_matching_blocks())
+            assert matching >= 3, (written, said)
+        assert not pane.player.playing
+
+
+def words_said_from(seconds: float, length: float = 4.0) -> list[str]:
+    """The demo model's words for the recording from `seconds` on (offline)."""
+    audio = demo_audio()[int(seconds * 16000) : int((seconds + length) * 16000)]
+    return normalized_words(load_demo_model().transcribe_audio(mx.array(audio)).text)
+
+
+async def test_mic_from_the_demo_recording_then_export_srt(tmp_path):
+    """The recording standing in for the microphone at eight times real time: its words are
+    final text once it ends, the session on disk holds them, and the SRT export too."""
+    app = make_demo_app(mic_from=DEMO_RECORDING, mic_speed=8.0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        mic = app.mic_pane
+        await pilot.press("r")
+        await wait_for(pilot, lambda: mic.state == "recording")
+        await wait_for(pilot, lambda: len(normalized_words(shown_text(mic))) >= 5, 60)
+        await wait_for(pilot, lambda: mic.state == "idle", 60)  # the recording ended
+        assert not mic.live.has_draft
+        final = "".join(t.text for t in mic.live.final_tokens)
+        assert word_error_rate(demo_text(), final) <= MAX_WER, final
+        assert word_error_rate(demo_text(), shown_text(mic)) <= MAX_WER
+        session = SessionStore.open(mic.store.path)
+        assert session.closed
+        assert "".join(t.text for t in session.tokens) == final
+        await pilot.press("ctrl+s")
+        dialog = app.screen
+        assert isinstance(dialog, ExportDialog)
+        target = tmp_path / "demo.srt"
+        path_input = dialog.query_one("#export-path", Input)
+        path_input.value = str(target)
+        path_input.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ExportDialog))
+    starts, text = srt_text(target)
+    assert word_error_rate(demo_text(), text) <= MAX_WER, text
+    assert starts == sorted(starts) and starts[-1] < demo_seconds()
+    assert len(starts) >= 3  # the app's sentences are at most 12 s long
+
+
+async def test_stopping_the_demo_mic_keeps_what_was_said_so_far():
+    """Stop in the middle: the drafts turn final, and the final text is the beginning of
+    the recording, no more and no less than what was heard."""
+    app = make_demo_app(mic_from=DEMO_RECORDING, mic_speed=2.0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        mic = app.mic_pane
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(normalized_words(shown_text(mic))) >= 12, 60)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: mic.state == "idle", 60)
+        assert not mic.live.has_draft
+        heard = normalized_words("".join(t.text for t in mic.live.final_tokens))
+        reference = normalized_words(demo_text())
+        assert 12 <= len(heard) < len(reference)
+        # the last word may be cut where the stop fell
+        prefix = reference[: len(heard)]
+        assert word_error_rate(" ".join(prefix), " ".join(heard)) <= MAX_WER, heard
+        assert mic.live.final_tokens[-1].end < demo_seconds()
