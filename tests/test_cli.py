@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import NEMO
+from demo_model import DEMO_MODEL, DEMO_RECORDING, MAX_WER, demo_text, word_error_rate
 
 import asr
 import asr.export
+from tui.app_options import AppUsageError, parse_app_args
 from tui.cli import main
 from tui.control_tokens import drop_control_tokens
 from tui.transcribe_console import Reporter
@@ -775,6 +777,42 @@ def test_control_tokens_are_dropped():
     assert len(clean.sentences) == 1
     assert [t.text for t in clean.tokens] == [" hello", " world"]
     assert "<" not in asr.export.render(clean, "srt")
+
+
+# ---------------------------------------------------------------------------- the demo
+
+
+def test_transcribe_with_the_demo_model_writes_the_recordings_words(capsys, tmp_path):
+    code, out, err = transcribe(
+        capsys,
+        DEMO_RECORDING,
+        "--demo",
+        "--output-format",
+        "srt",
+        "--output-dir",
+        tmp_path,
+    )
+    assert (code, err) == (0, "")
+    assert files_in(tmp_path) == ["recording.srt"]
+    cues = srt_cues((tmp_path / "recording.srt").read_text())
+    text = " ".join(cue[2] for cue in cues)
+    assert word_error_rate(demo_text(), text) <= MAX_WER, text
+    duration = sf.info(DEMO_RECORDING).duration
+    assert all(0 <= start <= end <= duration + END_SLACK for start, end, _ in cues)
+    assert [c[0] for c in cues] == sorted(c[0] for c in cues)
+
+
+def test_demo_flag_in_both_parsers():
+    assert parse_options(["x.wav", "--demo"]).model == str(DEMO_MODEL)
+    assert parse_options(["x.wav"]).model != str(DEMO_MODEL)
+    options = parse_app_args(["--demo"])
+    assert (options.model, options.recording) == (str(DEMO_MODEL), DEMO_RECORDING)
+    other = SPEECH[0]
+    options = parse_app_args(["--demo", str(other)])  # the demo model on another file
+    assert (options.model, options.recording) == (str(DEMO_MODEL), other)
+    with pytest.raises(AppUsageError, match="no such file"):
+        parse_app_args(["--demo", "missing.wav"])
+    assert parse_app_args([]).model != str(DEMO_MODEL)
 
 
 # ---------------------------------------------------------------------------- the command
