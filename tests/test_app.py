@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+import time
 from dataclasses import replace
 
 import mlx.core as mx
@@ -513,3 +514,27 @@ async def test_stopping_the_demo_mic_keeps_what_was_said_so_far():
         prefix = reference[: len(heard)]
         assert word_error_rate(" ".join(prefix), " ".join(heard)) <= MAX_WER, heard
         assert mic.live.final_tokens[-1].end < demo_seconds()
+
+
+async def test_the_session_a_pane_just_started_is_not_offered_for_recovery(monkeypatch):
+    """A recording that loads before the model starts its session as the model arrives;
+    that session is running, not crashed: only the crashed one is offered."""
+    _crashed_session("standup")
+    app = ParakeetApp(replace(parse_app_args(["--demo"]), audio_output=False), offer_recovery=True)
+
+    def load_after_the_recording(model_id, on_progress=None):
+        deadline = time.monotonic() + 20
+        while app.file_pane.audio is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return load_demo_model()
+
+    monkeypatch.setattr("tui.screens.model_loading.load_model", load_after_the_recording)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RecoverSessionDialog))
+        assert app.file_pane.store is not None  # the recording's session had started
+        assert [info.name for info in app.screen.sessions] == ["standup"]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, RecoverSessionDialog))
+        pane = app.file_pane
+        await wait_for(pilot, lambda: pane.bridge is not None and pane.bridge.stopped, 60)
+        assert word_error_rate(demo_text(), shown_text(pane)) <= MAX_WER

@@ -1,5 +1,6 @@
 """The installed `parakeet-tui` command in a real terminal: tmux runs it, keys go in, the
-screen is read back. A recording stands in for the microphone; the fixture model is small."""
+screen is read back. A recording stands in for the microphone; the fixture model is small.
+The demo (its own model and recording) shows real words."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from app_fixtures import AUDIO, MODEL_DIR
+from demo_model import demo_text, normalized_words
 
 from tui.session_store import SessionStore
 
@@ -105,6 +107,47 @@ def test_record_export_and_quit_in_a_real_terminal(tmp_path):
         assert len(exports) == 1 and exports[0].read_text().startswith("1\n00:00:0")
         terminal.keys("f")
         terminal.wait_for(lambda s: "No recording open" in s, "File pane")
+        terminal.keys("C-q")
+        screen = terminal.wait_for(lambda s: "exit code" in s, "exit")
+        assert "exit code 0" in screen
+        assert "Traceback" not in screen
+    finally:
+        terminal.close()
+    assert SessionStore.unfinished(root=data / "sessions") == []
+
+
+def file_state(screen: str) -> str | None:
+    """The File pane's state, at the right of the line naming the recording."""
+    for line in screen.splitlines():
+        if line.startswith(" recording.flac "):
+            return line.removeprefix(" recording.flac ").strip()
+    return None
+
+
+def test_demo_shows_the_recordings_words_in_a_real_terminal(tmp_path):
+    """`parakeet-tui --demo`, as a newcomer would run it: the bundled model transcribes the
+    bundled recording, and its words are on the screen."""
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PARAKEET_TUI_DATA_DIR": str(data),
+        "TERM": "xterm-256color",
+    }
+    command = "parakeet-tui --demo"
+    terminal = Terminal(f"sh -c '{command}; echo \"exit code $?\"; sleep 60'", tmp_path, env)
+    reference = set(normalized_words(demo_text()))
+    try:
+        terminal.wait_for(lambda s: "recording.flac" in s, "File pane")
+        screen = terminal.wait_for(
+            lambda s: file_state(s) == "transcribed", "the end of transcription", 120
+        )
+        assert "Recover an unfinished session" not in screen  # its own session is running
+        assert "Welcome to the demo" in screen, screen
+        shown = [w for w in normalized_words(screen) if w in reference]
+        assert len(set(shown)) >= 0.6 * len(reference), screen
+        last_words = " ".join(normalized_words(demo_text())[-4:])
+        assert last_words in " ".join(normalized_words(screen)), screen
         terminal.keys("C-q")
         screen = terminal.wait_for(lambda s: "exit code" in s, "exit")
         assert "exit code 0" in screen

@@ -150,8 +150,13 @@ class ParakeetApp(App[int]):
         if not self.offer_recovery:
             return
         self.offer_recovery = False  # once per run
+        # A pane may have started its own session already (a recording that loaded before
+        # the model): unfinished because it is running, not because it crashed.
+        own = {
+            pane.store.path for pane in (self.mic_pane, self.file_pane) if pane.store is not None
+        }
         try:
-            sessions = SessionStore.unfinished()
+            sessions = [s for s in SessionStore.unfinished() if s.path not in own]
         except (SessionError, OSError):
             return
         if sessions:
