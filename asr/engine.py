@@ -24,6 +24,7 @@ import numpy as np
 from .decoding.config import DecodingConfig
 from .results import AlignedToken
 from .streaming import StreamingParakeet, as_mono_float32
+from .threads import release_thread_streams
 
 
 @dataclass
@@ -205,6 +206,12 @@ class TranscriptionEngine:
         return items
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            release_thread_streams()
+
+    def _serve(self) -> None:
         try:
             self._stream = self._new_stream()
         except Exception as e:  # noqa: BLE001 - reported, the thread ends cleanly

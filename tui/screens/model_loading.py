@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, ProgressBar
 
 from asr import ModelError
+from asr.threads import release_thread_streams
 
 from ..model_loading import DownloadProgress, load_model, model_label
 
@@ -44,6 +45,12 @@ class ModelLoadingScreen(ModalScreen["BaseParakeet | None"]):
 
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
+        try:
+            self._load_model()
+        finally:
+            release_thread_streams()
+
+    def _load_model(self) -> None:
         try:
             model = load_model(self.model_id, on_progress=self._progress_from_thread)
         except ModelError as error:
