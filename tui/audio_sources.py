@@ -188,7 +188,7 @@ class MicSource:
         try:
             stream.start()
         except Exception as e:
-            _close_quietly(stream)
+            close_quietly(stream)
             raise AudioSourceError(self._open_error(e)) from None
         self._stream = stream
 
@@ -249,10 +249,11 @@ class MicSource:
         stream, self._stream = self._stream, None
         self._on_block = None
         if stream is not None:
-            _close_quietly(stream)
+            close_quietly(stream)
 
 
-def _close_quietly(stream: Any) -> None:
+def close_quietly(stream: Any) -> None:
+    """Stops and closes a sounddevice stream, ignoring a device that already went away."""
     for action in ("stop", "close"):
         try:
             getattr(stream, action)()

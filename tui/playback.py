@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .audio_sources import close_quietly
+
 
 def _sounddevice() -> ModuleType:
     import sounddevice  # raises OSError when the PortAudio library is missing
@@ -148,7 +150,7 @@ class Player:
             if stream is not None:
                 self._silent_reason = "the player is closed"
         if stream is not None:
-            _close_quietly(stream)
+            close_quietly(stream)
 
     # ------------------------------------------------------------------ internals
     # The helpers below run with self._lock held.
@@ -213,7 +215,7 @@ class Player:
             self._stream = None
             self._silent_reason = f"the sound output failed ({_first_line(error)})"
             self._set_position(position)
-        _close_quietly(stream)
+        close_quietly(stream)
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio's thread: copy samples under a short lock, nothing that waits longer.
@@ -228,14 +230,6 @@ class Player:
             self._frame = start + chunk.size
             if self._frame >= self._audio.size:
                 self._playing = False
-
-
-def _close_quietly(stream: Any) -> None:
-    for action in ("stop", "close"):
-        try:
-            getattr(stream, action)()
-        except Exception:
-            pass
 
 
 def _first_line(error: BaseException) -> str:
