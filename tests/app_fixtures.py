@@ -13,7 +13,7 @@ from conftest import CLIPS, NEMO
 import asr
 from asr.results import AlignedToken
 from tui.app import ParakeetApp
-from tui.app_options import AppOptions
+from tui.app_options import AppOptions, parse_app_args
 
 MODEL_DIR = NEMO / "tdt" / "mlx"
 AUDIO = NEMO / "audio"
@@ -88,10 +88,13 @@ def sample_tokens() -> list[AlignedToken]:
 
 
 def make_demo_app(**options) -> ParakeetApp:
-    """The app on the demo model (loaded once), silent playback, the app's own sentence
-    lengths, no recovery offer."""
-    from demo_model import DEMO_MODEL, load_demo_model
+    """The app on the demo model (loaded once) with the stream settings `--demo` gives,
+    silent playback, the app's own sentence lengths, no recovery offer."""
+    from demo_model import load_demo_model
 
-    options.setdefault("model", str(DEMO_MODEL))
+    demo = parse_app_args(["--demo"])
+    options.setdefault("model", demo.model)
+    options.setdefault("context", demo.context)
+    options.setdefault("depth", demo.depth)
     options.setdefault("audio_output", False)
     return ParakeetApp(AppOptions(**options), model=load_demo_model(), offer_recovery=False)

@@ -6,9 +6,14 @@ After an intended change of the screens: pytest tests/test_app_snapshots.py --sn
 
 from __future__ import annotations
 
-import pytest
-from app_fixtures import SIZE, long_recording, make_app, sample_tokens, wait_for
+import functools
 
+import pytest
+from app_fixtures import SIZE, long_recording, make_app, make_demo_app, sample_tokens, wait_for
+from demo_model import DEMO_RECORDING, MAX_WER, demo_text, word_error_rate
+
+from tui.engine_bridge import FileFeeder
+from tui.model_loading import backend_name
 from tui.widgets.status_bar import StatusBar
 
 
@@ -56,5 +61,35 @@ def test_export_dialog(snap_compare):
         await _settle(pilot)
         await pilot.press("ctrl+s")
         await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# The demo's text comes from the engine, so the picture holds only where the text is the
+# same every run: one engine update per second of audio (the feeder waits for each), on the
+# backend the picture was taken with (another backend's sums may change a letter).
+DEMO_TEXT = (
+    "Welcome to the demo everything you here is turned into text on your own computer,"
+    " while it plays this small model learned to listen from a computer voice, so it knows"
+    " that kind of speech very well press space to pause, and the arrow keys to skip back"
+    " or forward click on any sentence to jump their when you are done, press control and"
+    " save to keep the whole session as. A file try the live page next, with a real model"
+    " and watch the words appear as people speak."
+)
+
+
+@pytest.mark.skipif(backend_name() != "CPU", reason="the demo's text was pinned on the CPU")
+def test_file_pane_with_the_demo_transcribed(snap_compare, monkeypatch):
+    one_update_per_block = functools.partial(FileFeeder, block_seconds=1.0, max_ahead_seconds=0.5)
+    monkeypatch.setattr("tui.widgets.file.file_pane.FileFeeder", one_update_per_block)
+    app = make_demo_app(recording=DEMO_RECORDING)
+
+    async def run_before(pilot):
+        pane = app.file_pane
+        await wait_for(pilot, lambda: pane.bridge is not None and pane.bridge.stopped, 60)
+        text = " ".join(row.text for row in pane.live.rows)
+        assert word_error_rate(demo_text(), text) <= MAX_WER
+        assert text == DEMO_TEXT  # the picture below shows it
+        await _settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
