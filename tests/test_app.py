@@ -27,6 +27,7 @@ from demo_model import (
     demo_text,
     load_demo_model,
     normalized_words,
+    word_alignment,
     word_error_rate,
 )
 from textual.widgets import Button, Input, Label, RadioButton, Static
@@ -538,3 +539,26 @@ async def test_the_session_a_pane_just_started_is_not_offered_for_recovery(monke
         pane = app.file_pane
         await wait_for(pilot, lambda: pane.bridge is not None and pane.bridge.stopped, 60)
         assert word_error_rate(demo_text(), shown_text(pane)) <= MAX_WER
+
+
+async def test_demo_words_survive_a_slider_change_while_recording():
+    """Moving the context and depth sliders in the middle of the demo recording: the
+    stream takes the new settings, and the final text is still the recording's words, none
+    lost or doubled where the change fell."""
+    app = make_demo_app(mic_from=DEMO_RECORDING, mic_speed=4.0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        mic = app.mic_pane
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(mic.live.final_tokens) >= 40, 60)
+        left = app.query_one("#left-context", Slider)
+        for _ in range(4):
+            left.action_increase()
+        app.query_one("#depth", Slider).value = 3
+        await wait_for(pilot, lambda: mic.state == "idle", 60)
+        assert left.value > 64
+        assert (mic.bridge.context[0], mic.bridge.depth) == (left.value, 3)  # reached it
+        final = "".join(t.text for t in mic.live.final_tokens)
+    assert word_error_rate(demo_text(), final) <= MAX_WER, final
+    alignment = word_alignment(demo_text(), final)
+    assert alignment.insertions + alignment.deletions <= 2, final
