@@ -91,8 +91,10 @@ def test_record_export_and_quit_in_a_real_terminal(tmp_path):
     )
     terminal = Terminal(f"sh -c '{app}; echo \"exit code $?\"; sleep 60'", tmp_path, env)
     try:
-        screen = terminal.wait_for(lambda s: "Press r to record" in s, "Mic pane")
-        assert "speech0.wav (as mic)" in screen
+        # the input list fills in from a worker: the hint may be drawn before it
+        screen = terminal.wait_for(
+            lambda s: "Press r to record" in s and "speech0.wav (as mic)" in s, "Mic pane"
+        )
         assert "Left context" in screen and " 128" in screen
         assert "^s Export" in screen  # the footer lists the bindings
         terminal.keys("r")
