@@ -17,13 +17,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import mlx.core as mx
-
+# Through asr, never directly: asr loads the fast BLAS, which must precede MLX's first import.
 from asr import BaseParakeet, ModelError, from_pretrained
+from asr.backend import backend_name
 from asr.hub import FILES
+
+if TYPE_CHECKING:
+    import mlx.core as mx
+
+__all__ = ["DEFAULT_MODEL", "DownloadProgress", "backend_name", "load_model", "model_label"]
 
 DEFAULT_MODEL = "mlx-community/parakeet-tdt-0.6b-v3"  # as tui.transcribe_options
 PROGRESS_INTERVAL = 0.1  # seconds between progress reports for one file (its end always)
@@ -209,21 +214,6 @@ def _progress_class(filename: str, on_progress: ProgressCallback | None) -> type
             return shown
 
     return ProgressBar
-
-
-def backend_name() -> str:
-    """Where MLX runs by default: "Metal", "CUDA" or "CPU"."""
-    try:
-        if mx.default_device().type != mx.DeviceType.gpu:
-            return "CPU"
-        if mx.metal.is_available():
-            return "Metal"
-        cuda = getattr(mx, "cuda", None)
-        if cuda is not None and cuda.is_available():
-            return "CUDA"
-        return "GPU"
-    except Exception:
-        return "CPU"
 
 
 _SNAPSHOT = re.compile(r"^models--(.+?)--(.+)$")
