@@ -177,10 +177,9 @@ def greedy(model: TDTModel, mel: torch.Tensor, context=None, max_symbols: int = 
         if token != blank:
             tokens.append(token)
             emitted += 1
-            g_new, state_new = model.prediction.lstm(
+            g, state = model.prediction.lstm(
                 model.prediction.embed(torch.tensor([[token]], device=mel.device)), state
             )
-            g, state = g_new, state_new
         if token == blank and duration == 0:
             duration = 1
         if emitted >= max_symbols and duration == 0:
