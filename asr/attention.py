@@ -7,14 +7,15 @@ is a plain attribute, so switching never touches the weights.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import fast_math
 from .kernels import local_attention
+from .projections import project
 
 AttentionContext = tuple[int, int]
 
@@ -77,6 +78,15 @@ def nemo_band_terms(by_distance: mx.array, left: int, right: int) -> mx.array:
     return terms
 
 
+def band_positions(p: mx.array, left: int, right: int) -> mx.array:
+    """nemo_band_terms applied to the band's projected position embeddings (L+R+1, H, D)
+    instead of to every query's scores: the terms are a fixed remapping of columns, linear
+    in the embeddings, so remapping the L+R+1 embeddings once gives the same scores."""
+    if left == right:
+        return p
+    return nemo_band_terms(p.transpose(1, 2, 0), left, right).transpose(2, 0, 1)
+
+
 def _full_attention_cpu(
     q: mx.array,
     k: mx.array,
@@ -106,6 +116,31 @@ def _full_attention_cpu(
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
     return mx.array(np.nan_to_num(scores, copy=False)) @ v
+
+
+@functools.lru_cache(maxsize=64)
+def _window_band(queries: int, keys: int, left: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For a streaming window whose queries are the last `queries` of `keys` keys: the band
+    column (0..width-1) of every key for every query, clipped, and an additive mask, 0
+    inside the band and -inf outside. Query i sits at key past + i; key j is at distance
+    past + i - j, which is column left - (past + i - j) of the band."""
+    past = keys - queries
+    column = np.arange(keys)[None, :] - (np.arange(queries)[:, None] + past) + left
+    inside = (column >= 0) & (column < width)
+    mask = np.where(inside, np.float32(0), np.float32(-np.inf))
+    return np.clip(column, 0, width - 1), mask
+
+
+def _window_attention(q_u, q_v, keys, values, p, left, scale) -> mx.array:
+    """A streaming window's attention in MLX: q_u, q_v (B, H, T, D), keys and values
+    (B, H, P+T, D), p the band's positions (H, D, L+R+1). Returns (B, H, T, D)."""
+    b, h, t, _ = q_u.shape
+    column, mask = _window_band(t, keys.shape[2], left, p.shape[-1])
+    by_distance = q_v @ p  # (B, H, T, L+R+1)
+    index = mx.broadcast_to(mx.array(column), (b, h, *column.shape))
+    scores = q_u @ keys.transpose(0, 1, 3, 2) + mx.take_along_axis(by_distance, index, axis=-1)
+    scores = scores.astype(mx.float32) * scale + mx.array(mask)
+    return mx.softmax(scores, axis=-1).astype(values.dtype) @ values
 
 
 class RelPositionAttention(nn.Module):
@@ -140,6 +175,8 @@ class RelPositionAttention(nn.Module):
         k = self._heads(self.linear_k(x))
         v = self._heads(self.linear_v(x))
         p = self.linear_pos(pos_emb).reshape(-1, self.n_heads, self.head_dim)
+        if self.context is not None:
+            p = band_positions(p, *self.context)
         q_u = (q + self.pos_bias_u).transpose(0, 2, 1, 3)
         q_v = (q + self.pos_bias_v).transpose(0, 2, 1, 3)
         # (B, H, T, P): the query's affinity to each relative distance (contiguous operands
@@ -158,7 +195,6 @@ class RelPositionAttention(nn.Module):
                 out = mx.where(key_mask.any(axis=1)[:, None, None, None], out, 0)
         else:
             left, right = self.context
-            by_distance = nemo_band_terms(by_distance, left, right)
             out = local_attention(
                 q_u,
                 k,
@@ -173,14 +209,16 @@ class RelPositionAttention(nn.Module):
         return self.linear_out(out)
 
     def projected_positions(self, context: AttentionContext) -> mx.array:
-        """linear_pos of the band's relative-position embeddings, (L+R+1, H, head_dim); the
-        same for every call with this context, so streaming computes it once."""
+        """linear_pos of the band's relative-position embeddings, (H, head_dim, L+R+1),
+        remapped as NeMo adds them (band_positions); the same for every call with this
+        context, so streaming computes it once."""
         cached = getattr(self, "_positions", None)
         key = (context, id(self.linear_pos.weight))
         if cached is None or cached[0] != key:
             pos_emb = relative_position_embedding(0, self.n_heads * self.head_dim, context)
             p = self.linear_pos(pos_emb.astype(self.linear_pos.weight.dtype))
-            p = p.reshape(-1, self.n_heads, self.head_dim)
+            p = band_positions(p.reshape(-1, self.n_heads, self.head_dim), *context)
+            p = mx.contiguous(p.transpose(1, 2, 0))  # (H, head_dim, L+R+1), ready to multiply
             mx.eval(p)
             object.__setattr__(self, "_positions", (key, p))
             return p
@@ -199,27 +237,14 @@ class RelPositionAttention(nn.Module):
             raise ValueError("streaming needs local attention (set_attention_model)")
         left, right = self.context
         b, t, d = x.shape
-        q = self.linear_q(x).reshape(b, t, self.n_heads, self.head_dim)
-        k = self._heads(self.linear_k(x))
-        v = self._heads(self.linear_v(x))
+        q = project(self.linear_q, x).reshape(b, t, self.n_heads, self.head_dim)
+        k = self._heads(project(self.linear_k, x))
+        v = self._heads(project(self.linear_v, x))
         keys = k if past_k is None else mx.concatenate([past_k, k], axis=2)
         values = v if past_v is None else mx.concatenate([past_v, v], axis=2)
-        past = keys.shape[2] - t
         q_u = (q + self.pos_bias_u).transpose(0, 2, 1, 3)
         q_v = (q + self.pos_bias_v).transpose(0, 2, 1, 3)
         p = self.projected_positions(self.context)
-        by_distance = (q_v @ p.transpose(1, 2, 0)) * self.scale  # (B, H, T, L+R+1)
-        by_distance = nemo_band_terms(by_distance, left, right)
-        # query i sits at key index past + i; key j is at distance past + i - j, which is
-        # column left - (past + i - j) of the band
-        query = mx.arange(t)[:, None] + past
-        key = mx.arange(past + t)[None, :]
-        column = key - query + left
-        inside = (column >= 0) & (column <= left + right)
-        index = mx.broadcast_to(mx.clip(column, 0, left + right), (b, self.n_heads, t, past + t))
-        bias = mx.take_along_axis(by_distance, index, axis=-1)
-        scores = (q_u @ keys.transpose(0, 1, 3, 2)) * self.scale + bias
-        scores = mx.where(inside, scores, mx.array(-mx.inf, scores.dtype))
-        weights = fast_math.softmax(scores.astype(mx.float32)).astype(values.dtype)
-        out = (weights @ values).transpose(0, 2, 1, 3).reshape(b, t, d)
-        return self.linear_out(out), k, v
+        out = _window_attention(q_u, q_v, keys, values, p, left, self.scale)
+        out = out.transpose(0, 2, 1, 3).reshape(b, t, d)
+        return project(self.linear_out, out), k, v

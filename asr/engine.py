@@ -19,12 +19,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import mlx.core as mx
 import numpy as np
 
+from . import bf16_matmul
 from .decoding.config import DecodingConfig
+from .numpy_threads import limit_numpy_blas_threads
 from .results import AlignedToken
 from .streaming import StreamingParakeet, as_mono_float32
 from .threads import release_thread_streams
+
+# The longest an update waits for audio, however slow the machine: drafts stay this fresh.
+MAX_UPDATE_SECONDS = 2.0
 
 
 @dataclass
@@ -81,8 +87,17 @@ class TranscriptionEngine:
         depth: int = 1,
         decoding_config: DecodingConfig | None = None,
         max_backlog_seconds: float = 30.0,
+        bf16_weights: bool | None = None,  # None: bf16_weights_pay_off
+        compute_share: float = 0.4,
     ):
         self._model = model
+        self._bf16_weights = bf16_weights
+        # An update costs a fixed part (reading every weight once, the drafts' frames) plus
+        # a part per audio second. Waiting for `compute / compute_share` seconds of audio
+        # before the next update keeps the engine's share of real time near
+        # `compute_share`: every block on a GPU, about a second's worth on a laptop CPU.
+        self._compute_share = compute_share
+        self._update_seconds = 0.0  # audio an update waits for; adapts to the last updates
         self._on_event = on_event
         self._context = tuple(context_size) if context_size else model.stream_context
         self._depth = depth
@@ -186,8 +201,11 @@ class TranscriptionEngine:
             pass
 
     def _new_stream(self) -> StreamingParakeet:
+        bf16 = self._bf16_weights
+        if bf16 is None:
+            bf16 = bf16_weights_pay_off(self._model)
         stream = self._model.transcribe_stream(
-            self._context, self._depth, decoding_config=self._decoding
+            self._context, self._depth, decoding_config=self._decoding, bf16_weights=bf16
         )
         return stream.__enter__()
 
@@ -197,9 +215,19 @@ class TranscriptionEngine:
             self._stream = None
 
     def _take(self) -> list[np.ndarray | _Command]:
+        """Everything queued, once there is a command or `_update_seconds` of audio (or the
+        audio has taken that long to come)."""
         with self._lock:
             while not self._items:
                 self._wake.wait()
+            wanted = int(self._update_seconds * self._rate)
+            deadline = time.monotonic() + self._update_seconds
+            while (
+                self._queued_samples < wanted
+                and not any(isinstance(item, _Command) for item in self._items)
+                and (left := deadline - time.monotonic()) > 0
+            ):
+                self._wake.wait(left)
             items = list(self._items)
             self._items.clear()
             self._queued_samples = 0
@@ -212,6 +240,7 @@ class TranscriptionEngine:
             release_thread_streams()
 
     def _serve(self) -> None:
+        limit_numpy_blas_threads()
         try:
             self._stream = self._new_stream()
         except Exception as e:  # noqa: BLE001 - reported, the thread ends cleanly
@@ -272,6 +301,13 @@ class TranscriptionEngine:
             self._emit(Finalized(list(new)))
         self._emit(Draft([]))
 
+    def _adapt_update_seconds(self, compute: float) -> None:
+        if self._compute_share <= 0:
+            return
+        wanted = min(MAX_UPDATE_SECONDS, compute / self._compute_share)
+        # halfway to the new estimate: one slow update (a busy machine) doesn't double it
+        self._update_seconds = 0.5 * (self._update_seconds + wanted)
+
     def _transcribe(self, blocks: list[np.ndarray]) -> None:
         if not blocks:
             return
@@ -289,6 +325,7 @@ class TranscriptionEngine:
                 self._stream = self._new_stream()
             return
         compute = time.perf_counter() - started
+        self._adapt_update_seconds(compute)
         if update.finalized:
             self._emit(Finalized(list(update.finalized)))
         self._emit(Draft(list(update.draft)))
@@ -305,6 +342,13 @@ class TranscriptionEngine:
                 nonfinite_blocks=self._stream.nonfinite_blocks,
             )
         )
+
+
+def bf16_weights_pay_off(model) -> bool:
+    """Live streaming on a CPU with bfloat16 instructions runs the encoder's projections
+    with bfloat16 weights (asr.bf16_matmul): an update reads half the bytes, about twice as
+    fast; tokens can differ from float32's where the model is unsure."""
+    return bf16_matmul.available() and model.dtype == mx.float32 and mx.default_device() == mx.cpu
 
 
 def _one_line(error: BaseException) -> str:

@@ -13,12 +13,13 @@ import mlx.nn as nn
 import numpy as np
 
 
-def _on_cpu(x: mx.array) -> bool:
+def numpy_ready(x: mx.array) -> bool:
+    """float32 on the CPU: numpy can take the array over without a conversion."""
     return x.dtype == mx.float32 and mx.default_device() == mx.cpu
 
 
 def silu(x: mx.array) -> mx.array:
-    if not _on_cpu(x):
+    if not numpy_ready(x):
         return nn.silu(x)
     a = np.asarray(x)
     out = np.negative(a)
@@ -30,7 +31,7 @@ def silu(x: mx.array) -> mx.array:
 
 def glu(x: mx.array, axis: int = -1) -> mx.array:
     """First half times the sigmoid of the second half."""
-    if not _on_cpu(x):
+    if not numpy_ready(x):
         return nn.glu(x, axis=axis)
     a, b = np.split(np.asarray(x), 2, axis=axis)
     gate = np.negative(b)
@@ -41,7 +42,7 @@ def glu(x: mx.array, axis: int = -1) -> mx.array:
 
 
 def softmax(x: mx.array, axis: int = -1) -> mx.array:
-    if not _on_cpu(x):
+    if not numpy_ready(x):
         return mx.softmax(x, axis=axis)
     a = np.asarray(x)
     out = a - a.max(axis=axis, keepdims=True)

@@ -14,6 +14,7 @@ recording to take them from), or by fixed ones given at the start.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -23,6 +24,7 @@ from .alignment import sentences_to_result, tokens_to_sentences
 from .cache import LayerCache
 from .decoding.config import DecodingConfig
 from .decoding.greedy import Hypothesis
+from .projections import bf16_projections
 from .results import AlignedResult, AlignedToken
 from .streaming_features import STD_FLOOR, RunningStatistics, StreamingFeatures
 from .subsampling import subsampled_length
@@ -83,8 +85,10 @@ class StreamingParakeet:
         keep_original_attention: bool = False,
         decoding_config: DecodingConfig | None = None,
         feature_stats: tuple[np.ndarray, np.ndarray] | None = None,
+        bf16_weights: bool = False,
     ):
         self.model = model
+        self._projections = bf16_projections(model.encoder) if bf16_weights else None
         self.context_size = _checked_context(context_size)
         _check_depth(depth)
         self.depth = depth
@@ -264,8 +268,9 @@ class StreamingParakeet:
         x = encoder.pre_encode.out(encoder.pre_encode._convolve(mel))
         skip = start - first_mel // factor
         x = x[:, skip : skip + ready - start] * encoder.xscale
-        for layer, cache in zip(encoder.layers, self._caches, strict=True):
-            x = layer.stream(x, cache, settle)
+        with self._projections.active() if self._projections else nullcontext():
+            for layer, cache in zip(encoder.layers, self._caches, strict=True):
+                x = layer.stream(x, cache, settle)
         # one evaluation for the whole update: a sync per layer costs more than the layer
         mx.eval(x, [cache.arrays() for cache in self._caches])
         return x[0]
