@@ -15,7 +15,6 @@ import mlx.nn as nn
 import numpy as np
 
 from .kernels import local_attention
-from .projections import project
 
 AttentionContext = tuple[int, int]
 
@@ -119,7 +118,7 @@ def _full_attention_cpu(
 
 
 @functools.lru_cache(maxsize=64)
-def _window_band(queries: int, keys: int, left: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def window_band(queries: int, keys: int, left: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """For a streaming window whose queries are the last `queries` of `keys` keys: the band
     column (0..width-1) of every key for every query, clipped, and an additive mask, 0
     inside the band and -inf outside. Query i sits at key past + i; key j is at distance
@@ -135,7 +134,7 @@ def _window_attention(q_u, q_v, keys, values, p, left, scale) -> mx.array:
     """A streaming window's attention in MLX: q_u, q_v (B, H, T, D), keys and values
     (B, H, P+T, D), p the band's positions (H, D, L+R+1). Returns (B, H, T, D)."""
     b, h, t, _ = q_u.shape
-    column, mask = _window_band(t, keys.shape[2], left, p.shape[-1])
+    column, mask = window_band(t, keys.shape[2], left, p.shape[-1])
     by_distance = q_v @ p  # (B, H, T, L+R+1)
     index = mx.broadcast_to(mx.array(column), (b, h, *column.shape))
     scores = q_u @ keys.transpose(0, 1, 3, 2) + mx.take_along_axis(by_distance, index, axis=-1)
@@ -237,9 +236,9 @@ class RelPositionAttention(nn.Module):
             raise ValueError("streaming needs local attention (set_attention_model)")
         left, right = self.context
         b, t, d = x.shape
-        q = project(self.linear_q, x).reshape(b, t, self.n_heads, self.head_dim)
-        k = self._heads(project(self.linear_k, x))
-        v = self._heads(project(self.linear_v, x))
+        q = self.linear_q(x).reshape(b, t, self.n_heads, self.head_dim)
+        k = self._heads(self.linear_k(x))
+        v = self._heads(self.linear_v(x))
         keys = k if past_k is None else mx.concatenate([past_k, k], axis=2)
         values = v if past_v is None else mx.concatenate([past_v, v], axis=2)
         q_u = (q + self.pos_bias_u).transpose(0, 2, 1, 3)
@@ -247,4 +246,4 @@ class RelPositionAttention(nn.Module):
         p = self.projected_positions(self.context)
         out = _window_attention(q_u, q_v, keys, values, p, left, self.scale)
         out = out.transpose(0, 2, 1, 3).reshape(b, t, d)
-        return project(self.linear_out, out), k, v
+        return self.linear_out(out), k, v

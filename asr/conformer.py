@@ -13,7 +13,6 @@ from . import fast_math
 from .attention import AttentionContext, RelPositionAttention, relative_position_embedding
 from .cache import LayerCache
 from .config import ConformerArgs
-from .projections import project
 from .subsampling import DwStridingSubsampling
 
 ATTENTION_MODELS = ("rel_pos", "rel_pos_local_attn")
@@ -42,7 +41,7 @@ class FeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return project(self.linear2, fast_math.silu(project(self.linear1, x)))
+        return self.linear2(fast_math.silu(self.linear1(x)))
 
 
 class ConvolutionModule(nn.Module):
@@ -78,10 +77,10 @@ class ConvolutionModule(nn.Module):
 
     def gated(self, x: mx.array) -> mx.array:
         """The depthwise convolution's input: pointwise convolution and GLU."""
-        return fast_math.glu(project(self.pointwise_conv1, x), axis=-1)
+        return fast_math.glu(self.pointwise_conv1(x), axis=-1)
 
     def finish(self, x: mx.array) -> mx.array:
-        return project(self.pointwise_conv2, fast_math.silu(self.batch_norm(x)))
+        return self.pointwise_conv2(fast_math.silu(self.batch_norm(x)))
 
     def __call__(self, x: mx.array, frame_mask: mx.array | None = None) -> mx.array:
         x = self.gated(x)

@@ -14,7 +14,6 @@ recording to take them from), or by fixed ones given at the start.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -22,9 +21,9 @@ import numpy as np
 
 from .alignment import sentences_to_result, tokens_to_sentences
 from .cache import LayerCache
+from .cpu_streaming import numpy_streaming_encoder
 from .decoding.config import DecodingConfig
 from .decoding.greedy import Hypothesis
-from .projections import bf16_projections
 from .results import AlignedResult, AlignedToken
 from .streaming_features import STD_FLOOR, RunningStatistics, StreamingFeatures
 from .subsampling import subsampled_length
@@ -88,7 +87,8 @@ class StreamingParakeet:
         bf16_weights: bool = False,
     ):
         self.model = model
-        self._projections = bf16_projections(model.encoder) if bf16_weights else None
+        # bfloat16 weights: the layers run in numpy (asr.cpu_streaming)
+        self._numpy_encoder = numpy_streaming_encoder(model.encoder) if bf16_weights else None
         self.context_size = _checked_context(context_size)
         _check_depth(depth)
         self.depth = depth
@@ -125,9 +125,13 @@ class StreamingParakeet:
         self._raw_mel = np.zeros((0, p.features), np.float32)
         self._raw_mel_start = 0  # mel frame index of self._raw_mel[0]
         self._settled = 0  # encoder frames settled
-        self._caches = [
-            LayerCache(self.context_size[0], self.conv_radius) for _ in self.model.encoder.layers
-        ]
+        if self._numpy_encoder is not None:
+            self._caches = self._numpy_encoder.new_caches(self.context_size)
+        else:
+            self._caches = [
+                LayerCache(self.context_size[0], self.conv_radius)
+                for _ in self.model.encoder.layers
+            ]
         self._carry: Hypothesis | None = None
         self._skip = 0  # frames the decoder jumped past the settled ones (TDT durations)
         self._last_feature: mx.array | None = None  # CTC: the frame before the next one
@@ -268,9 +272,11 @@ class StreamingParakeet:
         x = encoder.pre_encode.out(encoder.pre_encode._convolve(mel))
         skip = start - first_mel // factor
         x = x[:, skip : skip + ready - start] * encoder.xscale
-        with self._projections.active() if self._projections else nullcontext():
-            for layer, cache in zip(encoder.layers, self._caches, strict=True):
-                x = layer.stream(x, cache, settle)
+        if self._numpy_encoder is not None:
+            x = np.asarray(x[0].astype(mx.float32))
+            return mx.array(self._numpy_encoder(x, self._caches, settle))
+        for layer, cache in zip(encoder.layers, self._caches, strict=True):
+            x = layer.stream(x, cache, settle)
         # one evaluation for the whole update: a sync per layer costs more than the layer
         mx.eval(x, [cache.arrays() for cache in self._caches])
         return x[0]

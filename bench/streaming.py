@@ -30,7 +30,15 @@ from offline import make_audio, make_checkpoint  # noqa: E402  (imports asr firs
 
 import asr  # noqa: E402
 from asr.audio import load_audio  # noqa: E402
-from asr.engine import Draft, Finalized, Progress, Stopped, TranscriptionEngine  # noqa: E402
+from asr.blas import blas_in_use  # noqa: E402
+from asr.engine import (  # noqa: E402
+    Draft,
+    Finalized,
+    Progress,
+    Stopped,
+    TranscriptionEngine,
+    bf16_weights_pay_off,
+)
 
 BLOCK_SECONDS = 0.5
 
@@ -66,12 +74,20 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def run_setting(
-    model, audio: np.ndarray, context: tuple[int, int], depth: int, pace: bool = True
+    model,
+    audio: np.ndarray,
+    context: tuple[int, int],
+    depth: int,
+    pace: bool = True,
+    bf16_weights: bool | None = None,
 ) -> dict:
     rate = model.preprocessor_config.sample_rate
     block = int(BLOCK_SECONDS * rate)
     timeline = Timeline()
-    engine = TranscriptionEngine(model, timeline, context_size=context, depth=depth).start()
+    engine = TranscriptionEngine(
+        model, timeline, context_size=context, depth=depth, bf16_weights=bf16_weights
+    ).start()
+    engine.wait_idle(600)  # ready: its stream made (and bfloat16 weights, where used)
     timeline.start_wall = time.perf_counter()
     fed_at: list[float] = []
     for i, first in enumerate(range(0, len(audio), block)):
@@ -104,6 +120,7 @@ def run_setting(
     return {
         "context": list(context),
         "depth": depth,
+        "bf16_weights": bf16_weights_pay_off(model) if bf16_weights is None else bf16_weights,
         "audio_seconds": seconds,
         "updates": len(progress),
         "compute_per_audio_second": compute / seconds,
@@ -165,7 +182,8 @@ def main() -> None:
         "--settings",
         nargs="+",
         default=["256,16,1", "256,8,1", "256,32,1", "256,16,2", "128,16,1"],
-        help="left,right,depth; the first is the default run",
+        help="left,right,depth[,f32]; the first is the default run; f32: float32 weights "
+        "where the engine would choose bfloat16",
     )
     parser.add_argument("--reference-blocks", type=int, default=6)
     parser.add_argument(
@@ -188,10 +206,14 @@ def main() -> None:
         audio = np.array(load_audio(audio_path, 16000))
         runs = []
         for i, setting in enumerate(args.settings):
-            left, right, depth = (int(v) for v in setting.split(","))
+            left, right, depth, *weights = setting.split(",")
+            left, right, depth = int(left), int(right), int(depth)
+            bf16 = False if weights == ["f32"] else None
             minutes = args.minutes if i == 0 else args.other_minutes
             clip = audio[: int(minutes * 60 * 16000)]
-            report = run_setting(model, clip, (left, right), depth, pace=not args.no_pace)
+            report = run_setting(
+                model, clip, (left, right), depth, pace=not args.no_pace, bf16_weights=bf16
+            )
             report["device"] = str(mx.default_device())
             print(json.dumps(report), flush=True)
             runs.append(report)
@@ -203,6 +225,7 @@ def main() -> None:
     report = {
         "benchmark": "streaming",
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "blas": blas_in_use(),
         "block_seconds": BLOCK_SECONDS,
         "runs": runs,
         "parakeet_mlx": reference,

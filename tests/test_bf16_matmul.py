@@ -1,19 +1,15 @@
-"""bfloat16 weights for streaming on CPUs that compute in bfloat16 (asr.bf16_matmul and
-asr.projections): the products, where they apply, and the words that come out."""
+"""bfloat16 products on CPUs that compute in bfloat16 (asr.bf16_matmul), and the engine's
+choice of them."""
 
 from __future__ import annotations
-
-import threading
 
 import mlx.core as mx
 import numpy as np
 import pytest
 from demo_model import MAX_WER, demo_audio, demo_text, load_demo_model, word_error_rate
 
-from asr import bf16_matmul, projections
+from asr import bf16_matmul
 from asr.engine import bf16_weights_pay_off
-from asr.projections import bf16_projections, project
-from asr.threads import release_thread_streams
 
 pytestmark = pytest.mark.skipif(
     not bf16_matmul.available(),
@@ -48,53 +44,6 @@ def test_products_are_float32_products_of_the_rounded_operands():
     assert bf16_matmul.Bf16Matrix(weight)(x[0, :0]).shape == (0, 300)
     with pytest.raises(ValueError, match="expected 200 inputs"):
         matrix(x[..., :100])
-
-
-def test_projections_apply_inside_their_context_on_their_thread_only():
-    demo_model = load_demo_model()
-    encoder = demo_model.encoder
-    layer = encoder.layers[0].feed_forward1.linear1
-    x = mx.random.normal((1, 5, layer.weight.shape[1]), key=mx.random.key(1))
-    plain = np.array(project(layer, x))
-    seen_elsewhere = []
-    with bf16_projections(encoder).active():
-        fast = np.array(project(layer, x))
-
-        def elsewhere():
-            seen_elsewhere.append(np.array(project(layer, x)))
-            release_thread_streams()
-
-        thread = threading.Thread(target=elsewhere)
-        thread.start()
-        thread.join()
-    relative = np.abs(fast - plain).max() / np.abs(plain).max()
-    assert 0 < relative < 2e-2
-    assert np.array_equal(seen_elsewhere[0], plain)
-    assert np.array_equal(np.array(project(layer, x)), plain)
-
-
-def test_the_copies_follow_replaced_weights():
-    demo_model = load_demo_model()
-    encoder = demo_model.encoder
-    layer = encoder.layers[-1].conv.pointwise_conv2
-    x = mx.random.normal((1, 3, layer.weight.shape[-1]), key=mx.random.key(2))
-    first = bf16_projections(encoder)
-    assert bf16_projections(encoder) is first  # made once
-    float32_bytes = sum(
-        4 * (m.weight.size + (m.bias.size if "bias" in m else 0))
-        for m in projections._projection_layers(encoder)
-    )
-    assert first.nbytes < 0.55 * float32_bytes  # half, and the biases stay float32
-    original = layer.weight
-    try:
-        layer.weight = original * 2
-        with bf16_projections(encoder).active():
-            doubled = np.array(project(layer, x))
-        expected = np.array(layer(x))
-        assert np.abs(doubled - expected).max() < 2e-2 * np.abs(expected).max()
-    finally:
-        layer.weight = original
-    assert bf16_projections(encoder) is not first
 
 
 def test_streaming_with_bfloat16_weights_hears_the_same_words():

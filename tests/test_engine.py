@@ -217,3 +217,32 @@ def test_engine_drafts_follow_the_final_text_on_the_demo_recording():
     assert checked > 20
     finals = [t for e in events.of(Finalized) for t in e.tokens]
     assert word_error_rate(demo_text(), "".join(t.text for t in finals)) <= MAX_WER
+
+
+def test_a_small_compute_share_gathers_audio_and_commands_never_wait():
+    """The engine waits for `compute / compute_share` seconds of audio (at most 2 s) before
+    updating: with a tiny share, 0.1 s blocks arriving at ten times real time go in updates
+    of up to 2 s. A command is handled at once, however little audio is queued."""
+    model = load_demo_model()
+    audio = demo_audio()
+    events = Collector()
+    engine = TranscriptionEngine(model, events, compute_share=1e-6).start()
+    for i in range(0, 16000 * 8, 1600):
+        assert engine.feed(audio[i : i + 1600])
+        time.sleep(0.01)
+    assert engine.wait_idle(60)
+    progress = events.of(Progress)
+    assert max(p.update_audio_seconds for p in progress) >= 1.5
+    assert len(progress) <= 12  # not one per block (80 blocks)
+    assert all(p.update_audio_seconds <= 2.0 + 0.1 for p in progress)
+
+    engine.feed(audio[16000 * 8 : 16000 * 8 + 4800])  # 0.3 s, far less than it waits for
+    started = time.monotonic()
+    engine.finish()
+    assert engine.wait_idle(60)
+    assert time.monotonic() - started < 1.0
+    assert events.of(Progress)[-1].audio_seconds == pytest.approx(8.3)
+    finals = [t for e in events.of(Finalized) for t in e.tokens]
+    assert finals[-1].end > 7.5  # finish made the last words final
+    engine.stop()
+    assert events.stopped.wait(30)

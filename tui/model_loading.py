@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 # Through asr, never directly: asr loads the fast BLAS, which must precede MLX's first import.
 from asr import BaseParakeet, ModelError, from_pretrained
 from asr.backend import backend_name
+from asr.engine import prepare_streaming
 from asr.hub import FILES
 
 if TYPE_CHECKING:
@@ -69,7 +70,9 @@ def load_model(
     else:
         folder = _hub_folder(model_id, cache_dir, on_progress)
     try:
-        return from_pretrained(str(folder), dtype=dtype)
+        model = from_pretrained(str(folder), dtype=dtype)
+        prepare_streaming(model)
+        return model
     except ModelError as e:
         raise ModelError(_one_line(e)) from None
     except Exception as e:  # MLX or file system trouble: still one line for the user
