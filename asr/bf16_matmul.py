@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import sys
 
 import numpy as np
 
@@ -65,7 +66,12 @@ def available() -> bool:
 def to_bf16(values: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 bit patterns (uint16), rounded to nearest even."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    rounded = bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))
+    rounded = bits >> 16
+    rounded &= 1
+    rounded += 0x7FFF
+    rounded += bits
+    if sys.byteorder == "little":  # the high halves, without a shift and a cast
+        return np.ascontiguousarray(rounded.view(np.uint16)[..., 1::2])
     return (rounded >> 16).astype(np.uint16)
 
 

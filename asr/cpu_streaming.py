@@ -76,28 +76,50 @@ class _FeedForward:
 
 
 class NumpyLayerCache:
-    """LayerCache's numpy twin for one context: keys and values (H, <= left, D), conv
-    inputs (<= radius, C)."""
+    """LayerCache's numpy twin for one context.
+
+    Keys and values live in one buffer (H, capacity, D): the settled frames' (at most
+    `left` of them), then room for a window. A window's keys are written right after the
+    settled ones, so attention reads one contiguous slice, and settling the window's first
+    frames only moves a pointer; the buffer is compacted when the room runs out."""
 
     def __init__(self, context: AttentionContext, keep_conv: int):
         self.context = context
         self.keep_attention, self.keep_conv = context[0], keep_conv
-        self.keys: np.ndarray | None = None
-        self.values: np.ndarray | None = None
-        self.conv: np.ndarray | None = None
+        self._keys: np.ndarray | None = None
+        self._values: np.ndarray | None = None
+        self._start = self._end = 0  # settled frames: buffer[:, start:end]
+        self.conv: np.ndarray | None = None  # (<= radius, C) settled conv inputs
 
-    @staticmethod
-    def _append(buffer, new: np.ndarray, axis: int, keep: int):
-        if new.shape[axis] == 0:
-            return buffer
-        joined = new if buffer is None else np.concatenate([buffer, new], axis=axis)
-        start = max(0, joined.shape[axis] - keep)
-        return np.ascontiguousarray(joined[(slice(None),) * axis + (slice(start, None),)])
+    def window(self, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The settled keys and values followed by the window's (H, T, D) ones."""
+        t = k.shape[1]
+        if self._keys is None or self._end + t > self._keys.shape[1]:
+            self._make_room(k, t)
+        self._keys[:, self._end : self._end + t] = k
+        self._values[:, self._end : self._end + t] = v
+        return self._keys[:, self._start : self._end + t], self._values[
+            :, self._start : self._end + t
+        ]
 
-    def settle(self, keys: np.ndarray, values: np.ndarray, conv: np.ndarray) -> None:
-        self.keys = self._append(self.keys, keys, 1, self.keep_attention)
-        self.values = self._append(self.values, values, 1, self.keep_attention)
-        self.conv = self._append(self.conv, conv, 0, self.keep_conv)
+    def _make_room(self, k: np.ndarray, t: int) -> None:
+        settled = self._end - self._start
+        capacity = max(2 * self.keep_attention, settled + 2 * t)
+        heads, _, dim = k.shape
+        keys = np.empty((heads, capacity, dim), np.float32)
+        values = np.empty((heads, capacity, dim), np.float32)
+        if settled:
+            keys[:, :settled] = self._keys[:, self._start : self._end]
+            values[:, :settled] = self._values[:, self._start : self._end]
+        self._keys, self._values, self._start, self._end = keys, values, 0, settled
+
+    def settle(self, frames: int, conv: np.ndarray) -> None:
+        """The window's first `frames` (already in the buffer) join the settled ones."""
+        self._end += frames
+        self._start = max(self._start, self._end - self.keep_attention)
+        if len(conv):
+            joined = conv if self.conv is None else np.concatenate([self.conv, conv])
+            self.conv = joined[max(0, len(joined) - self.keep_conv) :].copy()
 
 
 class NumpyStreamingLayer:
@@ -143,10 +165,8 @@ class NumpyStreamingLayer:
         t = len(x)
         positions = self.positions(cache.context)
         q = self.q(x).reshape(t, self.heads, self.head_dim)
-        k = np.ascontiguousarray(self.k(x).reshape(t, self.heads, self.head_dim).transpose(1, 0, 2))
-        v = np.ascontiguousarray(self.v(x).reshape(t, self.heads, self.head_dim).transpose(1, 0, 2))
-        keys = k if cache.keys is None else np.concatenate([cache.keys, k], axis=1)
-        values = v if cache.values is None else np.concatenate([cache.values, v], axis=1)
+        k = self.k(x).reshape(t, self.heads, self.head_dim).transpose(1, 0, 2)
+        keys, values = cache.window(k, self.v(x).reshape(t, self.heads, -1).transpose(1, 0, 2))
         q_u = np.ascontiguousarray((q + self.bias_u).transpose(1, 0, 2))
         q_v = np.ascontiguousarray((q + self.bias_v).transpose(1, 0, 2))
         column, mask = window_band(t, keys.shape[1], cache.context[0], positions.shape[-1])
@@ -159,7 +179,7 @@ class NumpyStreamingLayer:
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
         out = np.matmul(scores, values).transpose(1, 0, 2).reshape(t, -1)
-        return self.out(out), k, v
+        return self.out(out)
 
     def _convolve(self, gated: np.ndarray, past: np.ndarray | None) -> np.ndarray:
         """'Same' depthwise convolution with the cached inputs before the window and zeros
@@ -181,14 +201,13 @@ class NumpyStreamingLayer:
         """x: (T, d) after the frames the cache holds; the first `settle` frames then join
         the cache."""
         x = x + 0.5 * self.ff1(self.norm_ff1(x))
-        attended, keys, values = self._attend(self.norm_att(x), cache)
-        x = x + attended
+        x = x + self._attend(self.norm_att(x), cache)
         a, b = np.split(self.pointwise1(self.norm_conv(x)), 2, axis=-1)
         gated = a / (1.0 + np.exp(-b))
         convolved = self._convolve(gated, cache.conv) * self.bn_scale + self.bn_shift
         x = x + self.pointwise2(_silu(convolved))
         x = x + 0.5 * self.ff2(self.norm_ff2(x))
-        cache.settle(keys[:, :settle], values[:, :settle], gated[:settle])
+        cache.settle(settle, gated[:settle])
         return self.norm_out(x)
 
 
