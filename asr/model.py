@@ -15,6 +15,7 @@ from .audio import get_logmel, load_audio
 from .config import ConformerArgs, CTCArgs, PreprocessArgs, TransducerArgs
 from .conformer import Conformer
 from .ctc import ConvASRDecoder
+from .decoding import cuda_greedy
 from .decoding.beam import beam_ctc, beam_transducer
 from .decoding.config import Beam, DecodingConfig
 from .decoding.greedy import Hypothesis, greedy_ctc, greedy_transducer
@@ -230,11 +231,14 @@ class BaseParakeet(nn.Module):
         keep_original_attention: bool = False,
         decoding_config: DecodingConfig | None = None,
         feature_stats: tuple[np.ndarray, np.ndarray] | None = None,
+        bf16_weights: bool = False,
     ) -> StreamingParakeet:
         """A stream to feed audio blocks to (use it as a context manager): local attention
         with `context_size` (left, right) encoder frames (default: `stream_context`), the
         first `depth` layers exact as offline. `feature_stats` (mean, std per feature) fixes
-        the normalization; otherwise it follows everything heard so far."""
+        the normalization; otherwise it follows everything heard so far. `bf16_weights` runs
+        the encoder's layers in numpy with bfloat16 copies of the projection weights
+        (asr.cpu_streaming; CPUs with bfloat16 instructions): faster, not bit-exact."""
         return StreamingParakeet(
             self,
             context_size or self.stream_context,
@@ -242,6 +246,7 @@ class BaseParakeet(nn.Module):
             keep_original_attention=keep_original_attention,
             decoding_config=decoding_config,
             feature_stats=feature_stats,
+            bf16_weights=bf16_weights,
         )
 
     def continue_decoding(
@@ -278,6 +283,7 @@ class ParakeetTransducer(BaseParakeet):
         self.joint = JointNetwork(args.joint)
         # set through object: nn.Module would file a tuple among its parameters
         object.__setattr__(self, "_stepper", None)
+        object.__setattr__(self, "_device_search", None)
 
     @property
     def stepper(self) -> TransducerStepper:
@@ -299,39 +305,59 @@ class ParakeetTransducer(BaseParakeet):
         stepper = self.stepper
         results = []
         for b, length in enumerate(self._lengths(features, lengths)):
-            enc = stepper.project_encoder(features[b, :length])
             if isinstance(strategy, Beam):
                 hyp = beam_transducer(
                     stepper,
-                    enc,
+                    stepper.project_encoder(features[b, :length]),
                     durations=self.durations,
                     max_symbols=self.max_symbols,
                     beam=strategy,
                     label_looping=self.label_looping,
                 )
             else:
-                hyp = greedy_transducer(
-                    stepper,
-                    enc,
-                    durations=self.durations,
-                    max_symbols=self.max_symbols,
-                    label_looping=self.label_looping,
-                )
+                hyp = self.greedy(features[b, :length])
             results.append(hyp)
         return results
 
     def continue_decoding(self, features, start_frame, stop_frame, carry):
-        return greedy_transducer(
-            self.stepper,
-            self.stepper.project_encoder(features),
-            durations=self.durations,
-            max_symbols=self.max_symbols,
+        return self.greedy(
+            features,
             state=carry.state if carry else None,
             last_token=carry.last_token if carry else None,
             start_frame=start_frame,
             stop_frame=stop_frame,
+        )
+
+    def greedy(self, features: mx.array, *, on_device: bool = True, **options) -> Hypothesis:
+        """Greedy search over one item's (T, d) encoder frames (options: greedy_transducer's
+        state, last_token, start_frame, stop_frame). On an NVIDIA GPU the search runs as one
+        kernel (decoding.cuda_greedy), elsewhere (or with `on_device` False) on the host."""
+        stepper = self.stepper
+        rules = dict(
+            durations=self.durations,
+            max_symbols=self.max_symbols,
             label_looping=self.label_looping,
         )
+        search = self.device_search() if on_device else None
+        if search is not None:
+            enc = stepper.project_encoder_mx(features)
+            hyp = search.decode(enc, **rules, **options)
+            if hyp is not None:
+                return hyp
+            return greedy_transducer(stepper, np.array(enc), **rules, **options)
+        return greedy_transducer(stepper, stepper.project_encoder(features), **rules, **options)
+
+    def device_search(self) -> cuda_greedy.CudaGreedy | None:
+        """The greedy search as a CUDA kernel, where the CUDA backend computes (else None)."""
+        if not cuda_greedy.is_available():
+            return None
+        stepper = self.stepper
+        cached = self._device_search
+        if cached is None or cached[0] is not stepper:
+            search = cuda_greedy.CudaGreedy(stepper)
+            cached = (stepper, search if search.supported else None)
+            object.__setattr__(self, "_device_search", cached)
+        return cached[1]
 
 
 class ParakeetTDT(ParakeetTransducer):

@@ -56,6 +56,7 @@ class TransducerStepper:
         out = joint.joint_net[-1]
         self.out_w = _np(out.weight).T.copy()
         self.out_b = _np(out.bias)
+        self.activation_name = joint.activation
         self.activation = {
             "relu": lambda x: np.maximum(x, 0.0),
             "tanh": np.tanh,
@@ -69,7 +70,11 @@ class TransducerStepper:
 
     def project_encoder(self, features: mx.array) -> np.ndarray:
         """(T, H_enc) encoder frames -> (T, joint_hidden) joint inputs."""
-        return _np(self._joint.enc(features.astype(mx.float32)))
+        return _np(self.project_encoder_mx(features))
+
+    def project_encoder_mx(self, features: mx.array) -> mx.array:
+        """project_encoder, left on MLX's device (float32)."""
+        return self._joint.enc(features.astype(mx.float32)).astype(mx.float32)
 
     def predict(self, token: int | None, state: DecoderState) -> tuple[np.ndarray, DecoderState]:
         """Feeds one token (None: start of sequence) -> joint-projected output, new state."""

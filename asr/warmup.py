@@ -1,0 +1,51 @@
+"""Warming an NVIDIA GPU up for live streaming before the live stream starts.
+
+MLX's CUDA backend compiles its kernels at their first use (the 0.6b model's streaming
+update took 21 s on an H200 the first time, kept on disk after), and each thread records
+its own CUDA graphs: the first dozen updates of a new thread take about half a second each
+where later ones take 30 ms. The engine's thread runs a throwaway stream over a few
+seconds of quiet first, so that this happens before the first live update (audio that
+arrives meanwhile waits in the engine's queue) instead of as a lag at the start of a
+recording. Elsewhere nothing is compiled or recorded, and nothing is done.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import mlx.core as mx
+import numpy as np
+
+WARM_UP_SECONDS = 6.0
+BLOCK_SECONDS = 0.5
+
+_done = threading.local()
+
+
+def needs_warm_up() -> bool:
+    cuda = getattr(mx, "cuda", None)
+    try:
+        return cuda is not None and cuda.is_available() and mx.default_device() == mx.gpu
+    except Exception:
+        return False
+
+
+def warm_up_streaming(model, context_size: tuple[int, int], depth: int) -> bool:
+    """Streams WARM_UP_SECONDS of faint noise through a throwaway stream with these
+    settings, once per thread, model and settings, where the GPU needs it. Returns whether
+    it ran. The model's attention setting is left as it was."""
+    key = (id(model), tuple(context_size), depth)
+    seen = getattr(_done, "keys", None)
+    if seen is None:
+        seen = _done.keys = set()
+    if key in seen or not needs_warm_up():
+        return False
+    rate = model.preprocessor_config.sample_rate
+    noise = np.random.default_rng(0).standard_normal(int(WARM_UP_SECONDS * rate))
+    audio = (1e-3 * noise).astype(np.float32)
+    block = int(BLOCK_SECONDS * rate)
+    with model.transcribe_stream(context_size, depth) as stream:
+        for start in range(0, len(audio), block):
+            stream.add_audio(audio[start : start + block])
+    seen.add(key)
+    return True
