@@ -97,7 +97,8 @@ def _full_attention_cpu(
     """Full rel-pos attention on the CPU, with the score work in numpy: its exp is
     vectorized where MLX's CPU one is scalar, and the relative shift is a strided view of
     the per-distance scores (score[i, j] = by_distance[i, T-1-i+j]) instead of two copies."""
-    scores = np.asarray(q @ k.transpose(0, 1, 3, 2)) * np.float32(scale)
+    # the product is a fresh array of MLX's, nobody else's: numpy works on it in place
+    scores = np.asarray(mx.contiguous(q * scale) @ k.transpose(0, 1, 3, 2))
     distance = np.ascontiguousarray(np.asarray(by_distance))
     b, h, t, p = distance.shape
     item = distance.itemsize
@@ -114,7 +115,9 @@ def _full_attention_cpu(
     scores -= scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
-    return mx.array(np.nan_to_num(scores, copy=False)) @ v
+    if key_mask is not None:  # an item with no real frame at all gives 0/0 rows
+        np.nan_to_num(scores, copy=False)
+    return mx.array(scores) @ v
 
 
 @functools.lru_cache(maxsize=64)
@@ -180,7 +183,7 @@ class RelPositionAttention(nn.Module):
         q_v = (q + self.pos_bias_v).transpose(0, 2, 1, 3)
         # (B, H, T, P): the query's affinity to each relative distance (contiguous operands
         # let the batched product skip a copy per head)
-        by_distance = (mx.contiguous(q_v) @ mx.contiguous(p.transpose(1, 2, 0))) * self.scale
+        by_distance = mx.contiguous(q_v * self.scale) @ mx.contiguous(p.transpose(1, 2, 0))
 
         if self.context is None:
             if mx.default_device() == mx.cpu and q_u.dtype == mx.float32:
