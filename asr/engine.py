@@ -351,7 +351,7 @@ class TranscriptionEngine:
 def bf16_weights_pay_off(model) -> bool:
     """Live streaming on a CPU with bfloat16 instructions runs the encoder's layers in
     numpy with bfloat16 projection weights (asr.cpu_streaming): an update reads half the
-    bytes and skips MLX's per-operation cost, about three times as fast on the 0.6b model;
+    bytes and skips MLX's per-operation cost, over twice as fast on the 0.6b model;
     tokens can differ from float32's where the model is unsure."""
     return bf16_matmul.available() and model.dtype == mx.float32 and mx.default_device() == mx.cpu
 
