@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from conftest import FIXTURES, NEMO
@@ -20,8 +21,6 @@ needs_bf16 = pytest.mark.skipif(
 def windows(encoder, context, numpy_encoder, seed=0):
     """The same sequence of streaming windows through both layer stacks: (numpy, mlx)
     outputs per window."""
-    import mlx.core as mx
-
     radius = (encoder.layers[0].conv.kernel_size - 1) // 2
     mlx_caches = [LayerCache(context[0], radius) for _ in encoder.layers]
     numpy_caches = numpy_encoder.new_caches(context)
@@ -45,7 +44,7 @@ def windows(encoder, context, numpy_encoder, seed=0):
     ],
 )
 def test_float32_numpy_layers_equal_the_mlx_layers(folder, context):
-    model = asr.from_pretrained(str(folder))
+    model = asr.from_pretrained(str(folder), dtype=mx.float32)
     model.encoder.set_attention_model("rel_pos_local_attn", context)
     layers = NumpyStreamingEncoder(model.encoder, bf16=False)
     for ours, theirs in windows(model.encoder, context, layers):

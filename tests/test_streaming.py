@@ -7,7 +7,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import CLIPS, NEMO, NEMO_MODELS
+from conftest import CLIPS, NEMO
 from demo_model import (
     MAX_WER,
     demo_audio,
@@ -24,19 +24,6 @@ from asr.audio import feature_statistics, log_mel_spectrogram
 from asr.streaming_features import StreamingFeatures
 
 CONTEXT = (16, 16)
-
-
-@pytest.fixture(scope="module")
-def nemo_models():
-    """The NeMo fixtures in float32 on every backend. These tests compare streamed tokens
-    with offline ones exactly. On an NVIDIA GPU models load in bfloat16 by default, where
-    the stream (other shapes, other rounding) and offline flip near-tied tokens; measured on
-    an H200, 4 of the first 4 exactness tests failed so, and 2 of 4 in float32 with TF32
-    products (which asr turns off, see asr.precision): in float32 they pass."""
-    return {
-        name: asr.from_pretrained(str(NEMO / name / "mlx"), dtype=mx.float32)
-        for name in NEMO_MODELS
-    }
 
 
 def recording(repeats: int = 1) -> np.ndarray:
