@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten
 
 from .attention import AttentionContext, window_band
 from .bf16_matmul import Bf16Matrix
+from .fast_math import silu_numpy
 
 
 def _np(a: mx.array) -> np.ndarray:
@@ -50,13 +51,6 @@ def _matrix(layer, bf16: bool) -> Bf16Matrix | Float32Matrix:
     return Bf16Matrix(weight, bias) if bf16 else Float32Matrix(weight, bias)
 
 
-def _silu(x: np.ndarray) -> np.ndarray:
-    out = np.negative(x)
-    np.exp(out, out=out)
-    out += 1.0
-    return np.divide(x, out, out=out)
-
-
 class _LayerNorm:
     def __init__(self, norm):
         self.weight, self.bias, self.eps = _np(norm.weight), _np(norm.bias), norm.eps
@@ -72,7 +66,7 @@ class _FeedForward:
         self.linear1, self.linear2 = _matrix(ff.linear1, bf16), _matrix(ff.linear2, bf16)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.linear2(_silu(self.linear1(x)))
+        return self.linear2(silu_numpy(self.linear1(x)))
 
 
 class NumpyLayerCache:
@@ -205,7 +199,7 @@ class NumpyStreamingLayer:
         a, b = np.split(self.pointwise1(self.norm_conv(x)), 2, axis=-1)
         gated = a / (1.0 + np.exp(-b))
         convolved = self._convolve(gated, cache.conv) * self.bn_scale + self.bn_shift
-        x = x + self.pointwise2(_silu(convolved))
+        x = x + self.pointwise2(silu_numpy(convolved))
         x = x + 0.5 * self.ff2(self.norm_ff2(x))
         cache.settle(settle, gated[:settle])
         return self.norm_out(x)

@@ -18,15 +18,18 @@ def numpy_ready(x: mx.array) -> bool:
     return x.dtype == mx.float32 and mx.default_device() == mx.cpu
 
 
-def silu(x: mx.array) -> mx.array:
-    if not numpy_ready(x):
-        return nn.silu(x)
-    a = np.asarray(x)
+def silu_numpy(a: np.ndarray) -> np.ndarray:
+    """x * sigmoid(x) of a float32 numpy array, into a new array."""
     out = np.negative(a)
     np.exp(out, out=out)
     out += 1.0
-    np.divide(a, out, out=out)
-    return mx.array(out)
+    return np.divide(a, out, out=out)
+
+
+def silu(x: mx.array) -> mx.array:
+    if not numpy_ready(x):
+        return nn.silu(x)
+    return mx.array(silu_numpy(np.asarray(x)))
 
 
 def glu(x: mx.array, axis: int = -1) -> mx.array:
