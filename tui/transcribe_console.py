@@ -66,6 +66,10 @@ class Reporter:
         if self.verbose:
             self._print(text)
 
+    def warning(self, text: str) -> None:
+        """A line on stderr about something the run goes on after."""
+        print(f"warning: {text}", file=self.err, flush=True)
+
     def error(self, text: str) -> None:
         line = f"error: {text}"
         if self._live is not None and _isatty(self.err):
