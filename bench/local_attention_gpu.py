@@ -33,6 +33,7 @@ import mlx.core as mx  # noqa: E402
 
 from asr.kernels import available_backends, local_attention  # noqa: E402
 from asr.kernels.cuda import cuda_local_attention  # noqa: E402
+from asr.kernels.cuda_tensor_core import tensor_core_local_attention  # noqa: E402
 from asr.kernels.reference import band_bias_to_full  # noqa: E402
 
 H, D, LEFT, RIGHT = 8, 128, 256, 256
@@ -40,16 +41,18 @@ H200_BANDWIDTH = 4.8e12  # bytes/s, the vendor's figure for HBM3e on the H200
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16}
 
 
-def _time(fn, repeats: int) -> float:
-    """Median seconds of one call, after a warm-up that also compiles the kernel."""
+def _time(fn, repeats: int, batch: int = 1) -> float:
+    """Median seconds of one call, after a warm-up that also compiles the kernel. With
+    `batch` > 1 each timed evaluation runs that many independent calls, so that the launch
+    and synchronisation overhead of one evaluation is shared among them."""
     mx.eval(fn())
     mx.synchronize()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        mx.eval(fn())
+        mx.eval([fn() for _ in range(batch)])
         mx.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / batch)
     times.sort()
     return times[len(times) // 2]
 
@@ -72,32 +75,52 @@ def _useful_flops(t: int) -> float:
 
 
 def measure_kernel(
-    backend: str, t: int, dtype_name: str, repeats: int, tensor_cores: bool | None = None
+    backend: str,
+    t: int,
+    dtype_name: str,
+    repeats: int,
+    tensor_cores: bool | None = None,
+    warps: int | None = None,
 ) -> dict:
     dtype = DTYPES[dtype_name]
     q, k, v, bias = _inputs(t, dtype)
-    mx.reset_peak_memory()
-    base = mx.get_active_memory()
 
     def call():
+        if warps is not None:
+            return tensor_core_local_attention(q, k, v, LEFT, RIGHT, bias, None, D**-0.5, warps)
         if tensor_cores is not None:
             return cuda_local_attention(q, k, v, LEFT, RIGHT, bias, None, D**-0.5, tensor_cores)
         return local_attention(q, k, v, left=LEFT, right=RIGHT, bias=bias, backend=backend)
 
-    seconds = _time(call, repeats)
+    mx.eval(call())
+    mx.reset_peak_memory()
+    base = mx.get_active_memory()
+    single = _time(call, max(3, repeats // 2))
+    peak = mx.get_peak_memory() - base
+    # Enough calls per evaluation for about 2 GB of outputs, at most 20.
+    batch = max(1, min(20, int(2e9 // q.nbytes)))
+    seconds = _time(call, repeats, batch)
     moved = _traffic(t, dtype)
+    if warps is not None:
+        name = f"cuda, tensor cores, {warps} warps"
+    elif tensor_cores is not None:
+        name = f"cuda, tensor_cores={tensor_cores}"
+    else:
+        name = backend
     return {
-        "backend": backend if tensor_cores is None else f"cuda, tensor_cores={tensor_cores}",
+        "backend": name,
         "T": t,
         "minutes_of_audio": round(t * 0.08 / 60, 1),
         "dtype": dtype_name,
-        "ms": round(seconds * 1e3, 3),
+        "ms": round(seconds * 1e3, 4),
+        "calls_per_evaluation": batch,
+        "ms_one_call_with_launch_and_sync": round(single * 1e3, 4),
         "bytes_moved": moved,
         "achieved_GBps": round(moved / seconds / 1e9, 1),
         "fraction_of_h200_bandwidth": round(moved / seconds / H200_BANDWIDTH, 3),
         "time_over_memory_bound": round(seconds / (moved / H200_BANDWIDTH), 2),
         "useful_TFLOPs": round(_useful_flops(t) / seconds / 1e12, 2),
-        "peak_extra_memory_GB": round((mx.get_peak_memory() - base) / 1e9, 3),
+        "peak_extra_memory_GB": round(peak / 1e9, 3),
     }
 
 
@@ -154,6 +177,7 @@ def main() -> None:
         "shape": {"B": 1, "H": H, "D": D, "left": LEFT, "right": RIGHT, "bias": True},
         "kernel": [],
         "cuda_cores_16_bit": [],
+        "tensor_core_warps": [],
         "portable": [],
         "full_attention": [],
     }
@@ -167,6 +191,12 @@ def main() -> None:
             entry = measure_kernel(backend, t, "bfloat16", args.repeats, tensor_cores=False)
             results["cuda_cores_16_bit"].append(entry)
             print(json.dumps(entry), flush=True)
+        # The tensor-core kernel's block size: 4 or 8 warps of 16 queries each.
+        for t in lengths:
+            for warps in (4, 8):
+                entry = measure_kernel(backend, t, "bfloat16", args.repeats, warps=warps)
+                results["tensor_core_warps"].append(entry)
+                print(json.dumps(entry), flush=True)
     if backend != "portable":
         for dtype_name in DTYPES:
             results["portable"].append(measure_kernel("portable", short, dtype_name, 3))

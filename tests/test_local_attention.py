@@ -105,6 +105,35 @@ def test_both_cuda_kernels_in_16_bits(tensor_cores, dtype, b, h, t, d, left, rig
     _check(out, ref, dtype)
 
 
+@pytest.mark.skipif(
+    "cuda" not in available_backends(),
+    reason=f"CUDA is not available on this machine ({_machine()})",
+)
+@pytest.mark.parametrize("warps", [4, 8])
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float16], ids=str)
+@pytest.mark.parametrize(
+    "b,h,t,d,left,right,masked",
+    [
+        pytest.param(1, 2, 1100, 128, 256, 256, False, id="parakeet-band"),
+        pytest.param(2, 1, 700, 64, 200, 9, True, id="long-asymmetric-masked"),
+        pytest.param(1, 1, 500, 256, 70, 70, False, id="head-256"),
+    ],
+)
+def test_tensor_core_kernel_long_bands(warps, dtype, b, h, t, d, left, right, masked):
+    # Long enough for tiles wholly inside every row's band (no masking there), and a band
+    # term that starts at an odd element, so its 16-byte copies are not aligned with rows.
+    from asr.kernels.cuda_tensor_core import tensor_core_local_attention
+
+    q, k, v, _ = _inputs(b, h, t, d, left, right, dtype=dtype, seed=7)
+    width = left + right + 1
+    flat = mx.array(np.random.default_rng(8).standard_normal(b * h * t * width + 1), dtype)
+    bias = flat[1:].reshape(b, h, t, width)
+    key_mask = mx.array(np.random.default_rng(9).random((b, t)) < 0.9) if masked else None
+    out = tensor_core_local_attention(q, k, v, left, right, bias, key_mask, d**-0.5, warps)
+    ref = reference_local_attention(q, k, v, left=left, right=right, bias=bias, key_mask=key_mask)
+    _check(out, ref, dtype)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
 def test_padded_batch(backend, with_bias):

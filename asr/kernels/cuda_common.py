@@ -78,6 +78,7 @@ def run_local_attention_kernel(
     *,
     block_q: int,
     threads: int,
+    extra_template: list[tuple[str, int]] | None = None,
 ) -> mx.array:
     """Launches a kernel that gives each (batch, head) a row of tiles of `block_q` queries."""
     b, h, t, d = q.shape
@@ -98,6 +99,7 @@ def run_local_attention_kernel(
             ("HAS_BIAS", has_bias),
             ("BIAS_BCAST", has_bias and bias.shape[0] == 1),
             ("HAS_MASK", has_mask),
+            *(extra_template or []),
         ],
         grid=(n_tiles * threads, b * h, 1),
         threadgroup=(threads, 1, 1),
