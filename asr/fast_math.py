@@ -52,3 +52,29 @@ def softmax(x: mx.array, axis: int = -1) -> mx.array:
     np.exp(out, out=out)
     out /= out.sum(axis=axis, keepdims=True)
     return mx.array(out)
+
+
+def silu_inplace(a: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """silu_numpy written over `a` itself; `scratch`, shaped like `a`, saves a temporary."""
+    gate = np.negative(a, out=scratch)
+    np.exp(gate, out=gate)
+    gate += 1.0
+    return np.divide(a, gate, out=a)
+
+
+def layer_norm_numpy(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, out: np.ndarray
+) -> np.ndarray:
+    """Layer normalization over the last axis of a 2-D float32 array, into `out` (which may
+    be `x` itself)."""
+    mean = x.mean(axis=-1, keepdims=True)
+    np.subtract(x, mean, out=out)
+    variance = np.einsum("ij,ij->i", out, out)
+    variance /= x.shape[-1]
+    variance += eps
+    np.sqrt(variance, out=variance)
+    np.divide(1.0, variance, out=variance)
+    out *= variance[:, None]
+    out *= weight
+    out += bias
+    return out

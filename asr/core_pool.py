@@ -1,0 +1,53 @@
+"""One worker thread per core, for numpy and MKL work split into equal shares.
+
+numpy's element-wise operations run on one core, and MKL spreads each product over all of
+them; between products, the other cores idle. Splitting a whole stretch of work (products
+and element-wise passes alike) into one share per core, each worker running MKL on its own
+core, keeps every core busy. numpy and ctypes release the GIL while they compute, so plain
+threads run in parallel. The workers never touch MLX.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from . import mkl_gemm
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool_of(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers != workers:
+        if _pool is not None:
+            _pool.shutdown()
+        _pool = ThreadPoolExecutor(
+            workers, thread_name_prefix="asr-core", initializer=mkl_gemm.use_one_thread
+        )
+    return _pool
+
+
+def run_shares(task: Callable[[int], None], shares: int) -> None:
+    """task(0) ... task(shares - 1), one per worker, returning when all are done; the
+    first exception raised by a share is raised here."""
+    if shares == 1:
+        task(0)
+        return
+    for future in [_pool_of(shares).submit(task, i) for i in range(shares)]:
+        future.result()
+
+
+@atexit.register
+def _shut_down() -> None:
+    if _pool is not None:
+        _pool.shutdown(wait=False)

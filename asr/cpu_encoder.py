@@ -1,0 +1,261 @@
+"""The conformer layers with full attention on a CPU, in numpy and MKL, on every core.
+
+MLX's CPU backend runs one operation at a time: each product on all cores through MKL, but
+each element-wise pass (layer norms, activations, the softmax over T x T scores, the
+depthwise convolution) on one core, and a 1x1 Conv1d at well under the throughput of the
+same product as a matrix multiply. Measured on a 2-core machine with the 0.6b model at
+T = 750: 265 ms per layer, of which 136 ms are products.
+
+Here each layer runs as three stretches of work split evenly over the cores (asr.core_pool),
+each worker with MKL on its own core: frames are split wherever frames are independent
+(feed-forward modules, projections, layer norms, the convolution module), heads within
+attention. Products write into slices of shared arrays and accumulate the residual
+connections into the stream itself. The layers compute what ConformerBlock computes with
+full attention; padded batches run item by item on each item's own frames.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mlx.core as mx
+import numpy as np
+
+from . import core_pool, mkl_gemm
+from .fast_math import layer_norm_numpy, silu_inplace
+from .mkl_gemm import gemm
+
+
+def _np(a: mx.array) -> np.ndarray:
+    """A float32 parameter as numpy, without a copy."""
+    return np.asarray(a)
+
+
+def _shares(count: int, shares: int) -> list[slice]:
+    bounds = np.linspace(0, count, shares + 1).round().astype(int)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+class _Linear:
+    """y = x @ weight.T + bias, the weight kept as MLX holds it (out, in)."""
+
+    def __init__(self, layer):
+        weight = _np(layer.weight)
+        self.weight_t = (weight[:, 0, :] if weight.ndim == 3 else weight).T  # Conv1d 1x1
+        self.bias = _np(layer.bias) if "bias" in layer else None
+
+    @property
+    def out_features(self) -> int:
+        return self.weight_t.shape[1]
+
+    def into(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if self.bias is None:
+            return gemm(x, self.weight_t, out)
+        out[...] = self.bias
+        return gemm(x, self.weight_t, out, beta=1.0)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.into(x, np.empty((len(x), self.out_features), np.float32))
+
+    def add_to(self, x: np.ndarray, out: np.ndarray, scale: float = 1.0) -> None:
+        """out += scale * (x @ weight.T + bias)."""
+        if self.bias is not None:
+            out += self.bias if scale == 1.0 else np.float32(scale) * self.bias
+        gemm(x, self.weight_t, out, alpha=scale, beta=1.0)
+
+
+class _Norm:
+    def __init__(self, norm):
+        self.weight, self.bias, self.eps = _np(norm.weight), _np(norm.bias), norm.eps
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty_like(x) if out is None else out
+        return layer_norm_numpy(x, self.weight, self.bias, self.eps, out)
+
+
+class _FeedForward:
+    def __init__(self, norm, ff):
+        self.norm = _Norm(norm)
+        self.linear1, self.linear2 = _Linear(ff.linear1), _Linear(ff.linear2)
+
+    def add_half_to(self, x: np.ndarray) -> None:
+        """x += 0.5 * feed_forward(norm(x)), in place."""
+        hidden = silu_inplace(self.linear1(self.norm(x)))
+        self.linear2.add_to(hidden, x, 0.5)
+
+
+class _Shared:
+    """The arrays a layer's stretches hand on to each other, for T frames."""
+
+    def __init__(self, t: int, d: int, positions: int):
+        self.q_u = np.empty((t, d), np.float32)
+        self.q_v = np.empty((t, d), np.float32)
+        self.k = np.empty((t, d), np.float32)
+        self.v = np.empty((t, d), np.float32)
+        self.p = np.empty((positions, d), np.float32)
+        self.attended = np.empty((t, d), np.float32)
+        self.gated = np.empty((t, d), np.float32)
+
+
+class CpuLayer:
+    """One ConformerBlock with full attention, as numpy views of its MLX weights."""
+
+    def __init__(self, block):
+        att, conv = block.self_attn, block.conv
+        self.ff1 = _FeedForward(block.norm_feed_forward1, block.feed_forward1)
+        self.norm_att = _Norm(block.norm_self_att)
+        self.q, self.k, self.v = (_Linear(m) for m in (att.linear_q, att.linear_k, att.linear_v))
+        self.out = _Linear(att.linear_out)
+        self.pos = _Linear(att.linear_pos)
+        self.heads, self.head_dim, self.scale = att.n_heads, att.head_dim, att.scale
+        self.bias_u = _np(att.pos_bias_u).reshape(-1)
+        self.bias_v = _np(att.pos_bias_v).reshape(-1)
+        self.norm_conv = _Norm(block.norm_conv)
+        self.pointwise1 = _Linear(conv.pointwise_conv1)
+        self.pointwise2 = _Linear(conv.pointwise_conv2)
+        # batch norm (running statistics) folded into the depthwise convolution
+        bn = conv.batch_norm
+        bn_scale = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
+        self.depthwise = _np(conv.depthwise_conv.weight)[:, :, 0].T * bn_scale  # (kernel, C)
+        dw_bias = _np(conv.depthwise_conv.bias) if "bias" in conv.depthwise_conv else 0.0
+        self.depthwise_bias = (dw_bias - _np(bn.running_mean)) * bn_scale + _np(bn.bias)
+        self.ff2 = _FeedForward(block.norm_feed_forward2, block.feed_forward2)
+        self.norm_out = _Norm(block.norm_out)
+
+    def project(self, x: np.ndarray, rows: slice, shared: _Shared) -> None:
+        """Up to attention, for the frames `rows`: the first feed-forward module (into x)
+        and the queries, keys and values."""
+        self.ff1.add_half_to(x)
+        normed = self.norm_att(x)
+        q = self.q(normed)
+        np.add(q, self.bias_u, out=shared.q_u[rows])
+        np.add(q, self.bias_v, out=shared.q_v[rows])
+        self.k.into(normed, shared.k[rows])
+        self.v.into(normed, shared.v[rows])
+
+    def project_positions(self, pos_emb: np.ndarray, rows: slice, shared: _Shared) -> None:
+        self.pos.into(pos_emb[rows], shared.p[rows])
+
+    def attend(self, heads: range, shared: _Shared) -> None:
+        """Full rel-pos attention of these heads, into their columns of `attended`."""
+        t, positions = len(shared.k), len(shared.p)
+        scores = np.empty((t, t), np.float32)
+        by_distance = np.empty((t, positions), np.float32)
+        # score[i, j] += by_distance[i, T-1-i+j]: a strided view, rows one element shorter
+        shifted = np.lib.stride_tricks.as_strided(
+            by_distance.reshape(-1)[t - 1 :],
+            shape=(t, t),
+            strides=((positions - 1) * by_distance.itemsize, by_distance.itemsize),
+        )
+        for h in heads:
+            cols = slice(h * self.head_dim, (h + 1) * self.head_dim)
+            gemm(shared.q_u[:, cols], shared.k[:, cols].T, scores, alpha=self.scale)
+            gemm(shared.q_v[:, cols], shared.p[:, cols].T, by_distance, alpha=self.scale)
+            scores += shifted
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            total = scores.sum(axis=-1, keepdims=True)
+            out = shared.attended[:, cols]
+            gemm(scores, shared.v[:, cols], out)
+            out /= total  # normalizing the T x head_dim output, not the T x T weights
+
+    def gate(self, x: np.ndarray, rows: slice, shared: _Shared) -> None:
+        """After attention, for the frames `rows`: the output projection (into x) and the
+        convolution module's gated input."""
+        self.out.add_to(shared.attended[rows], x)
+        both = self.pointwise1(self.norm_conv(x))
+        a, b = np.split(both, 2, axis=-1)
+        gate = shared.gated[rows]
+        np.negative(b, out=gate)
+        np.exp(gate, out=gate)
+        gate += 1.0
+        np.divide(a, gate, out=gate)
+
+    def finish(self, x: np.ndarray, rows: slice, shared: _Shared) -> None:
+        """The rest of the layer for the frames `rows`, in place: depthwise convolution
+        (which reads the gated inputs of neighbouring frames), second feed-forward module
+        and the output norm."""
+        radius = (len(self.depthwise) - 1) // 2
+        t = len(shared.gated)
+        n = rows.stop - rows.start
+        padded = np.zeros((n + 2 * radius, shared.gated.shape[1]), np.float32)
+        lo, hi = max(0, rows.start - radius), min(t, rows.stop + radius)
+        padded[lo - (rows.start - radius) : hi - (rows.start - radius)] = shared.gated[lo:hi]
+        conv = np.empty((n, padded.shape[1]), np.float32)
+        conv[...] = self.depthwise_bias
+        tap = np.empty_like(conv)
+        for i, w in enumerate(self.depthwise):
+            np.multiply(padded[i : i + n], w, out=tap)
+            conv += tap
+        silu_inplace(conv, tap)
+        self.pointwise2.add_to(conv, x)
+        self.ff2.add_half_to(x)
+        self.norm_out(x, out=x)
+
+
+class CpuEncoderLayers:
+    """All the layers, for one item (T, d) at a time."""
+
+    def __init__(self, blocks):
+        self.layers = [CpuLayer(block) for block in blocks]
+
+    def __call__(self, x: np.ndarray, pos_emb: np.ndarray) -> np.ndarray:
+        """x: (T, d) float32, changed in place and returned; pos_emb: (2T-1, d)."""
+        t, d = x.shape
+        workers = core_pool.cores()
+        rows = _shares(t, workers)
+        position_rows = _shares(len(pos_emb), workers)
+        heads = self.layers[0].heads if self.layers else 1
+        head_shares = [range(s.start, s.stop) for s in _shares(heads, workers)]
+        shared = _Shared(t, d, len(pos_emb))
+        for i, layer in enumerate(self.layers):
+            before = self.layers[i - 1] if i else None
+
+            def prepare(w: int, layer=layer, before=before) -> None:
+                if before is not None:
+                    before.finish(x[rows[w]], rows[w], shared)
+                layer.project(x[rows[w]], rows[w], shared)
+                layer.project_positions(pos_emb, position_rows[w], shared)
+
+            core_pool.run_shares(prepare, workers)
+            core_pool.run_shares(
+                lambda w, layer=layer: layer.attend(head_shares[w], shared), workers
+            )
+            core_pool.run_shares(
+                lambda w, layer=layer: layer.gate(x[rows[w]], rows[w], shared), workers
+            )
+        if self.layers:
+            last = self.layers[-1]
+            core_pool.run_shares(lambda w: last.finish(x[rows[w]], rows[w], shared), workers)
+        return x
+
+
+def usable(encoder, x: mx.array) -> bool:
+    """Whether these layers can run this input: float32 everywhere, on the CPU, MKL loaded.
+    PARAKEET_NO_CPU_ENCODER=1 keeps the MLX layers."""
+    if os.environ.get("PARAKEET_NO_CPU_ENCODER"):
+        return False
+    if not mkl_gemm.available() or mx.default_device() != mx.cpu or x.dtype != mx.float32:
+        return False
+    if not encoder.layers:
+        return False
+    block = encoder.layers[0]
+    return block.self_attn.linear_q.weight.dtype == mx.float32
+
+
+def run_layers(encoder, x: mx.array, pos_emb: mx.array, lengths: mx.array | None) -> mx.array:
+    """The encoder's layers over x (B, T, d) with full attention; with `lengths`, each item
+    runs on its own frames and the padding comes out as zeros."""
+    layers = CpuEncoderLayers(encoder.layers)
+    pos = np.ascontiguousarray(np.asarray(pos_emb.astype(mx.float32)))
+    items = np.array(x, dtype=np.float32)  # a copy: the layers work in place
+    b, t, _ = items.shape
+    sizes = [t] * b if lengths is None else [int(n) for n in np.asarray(lengths)]
+    out = np.zeros_like(items) if lengths is not None else items
+    for i, n in enumerate(sizes):
+        if n <= 0:
+            continue
+        own = np.ascontiguousarray(items[i, :n])
+        # distances n-1 .. -(n-1) sit in the middle of the 2T-1 embeddings
+        out[i, :n] = layers(own, pos[t - n : t + n - 1])
+    return mx.array(out)
