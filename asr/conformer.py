@@ -9,7 +9,7 @@ import warnings
 import mlx.core as mx
 import mlx.nn as nn
 
-from . import cpu_encoder, fast_math
+from . import cpu_encoder, cpu_path, fast_math
 from .attention import AttentionContext, RelPositionAttention, relative_position_embedding
 from .cache import LayerCache
 from .config import ConformerArgs
@@ -195,7 +195,8 @@ class Conformer(nn.Module):
             context = LONG_INPUT_CONTEXT
         pos_emb = relative_position_embedding(t, self.args.d_model, context)
         pos_emb = pos_emb.astype(x.dtype)
-        if context is None and cpu_encoder.usable(self, x):
+        weights = self.layers[0].self_attn.linear_q.weight if self.layers else x
+        if context is None and cpu_path.usable(x, weights):
             padded = lengths if frame_mask is not None else None
             return cpu_encoder.run_layers(self, x, pos_emb, padded), lengths
         saved = self.attention_context

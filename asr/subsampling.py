@@ -13,6 +13,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import cpu_path, cpu_subsampling
 from .config import ConformerArgs
 
 KERNEL, STRIDE, PADDING = 3, 2, 1
@@ -67,10 +68,15 @@ class DwStridingSubsampling(nn.Module):
         b, t, f, c = x.shape
         return x.transpose(0, 1, 3, 2).reshape(b, t, c * f)
 
+    def output_length(self, frames: int) -> int:
+        return subsampled_length(frames, self.stages)
+
     def __call__(self, mel: mx.array, lengths: mx.array) -> tuple[mx.array, mx.array]:
         total = mel.shape[1]
         padded = mel.shape[0] > 1 and bool((lengths < total).any())
-        if total <= SLICE_FRAMES:
+        if cpu_path.usable(mel, self.out.weight):
+            x = cpu_subsampling.run(self, mel, lengths if padded else None)
+        elif total <= SLICE_FRAMES:
             x = self.out(self._convolve(mel, lengths if padded else None))
         else:
             x = mx.concatenate(list(self._sliced(mel, lengths if padded else None)), axis=1)
