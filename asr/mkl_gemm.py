@@ -80,11 +80,15 @@ def gemm(
     n = b.shape[1]
     if b.shape[0] != k or out.shape != (m, n):
         raise ValueError(f"shapes {a.shape} @ {b.shape} -> {out.shape}")
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        out *= np.float32(beta)
+        return out
     pa, lda, ta = _operand(a)
     pb, ldb, tb = _operand(b)
     pc, ldc, tc = _operand(out)
     if tc != _NO_TRANS:
         raise ValueError("the output's rows must be contiguous")
-    if m and n:
-        _library().cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+    _library().cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc)
     return out
