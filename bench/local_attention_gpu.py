@@ -31,7 +31,7 @@ import asr  # noqa: E402,F401  (loads the fast BLAS before MLX on Linux CPUs)
 import mlx.core as mx  # noqa: E402
 # isort: on
 
-from asr.kernels import available_backends, local_attention  # noqa: E402
+from asr.kernels import available_backends, cuda_wgmma, local_attention  # noqa: E402
 from asr.kernels.cuda import cuda_local_attention  # noqa: E402
 from asr.kernels.cuda_tensor_core import tensor_core_local_attention  # noqa: E402
 from asr.kernels.reference import band_bias_to_full  # noqa: E402
@@ -39,6 +39,7 @@ from asr.kernels.reference import band_bias_to_full  # noqa: E402
 H, D, LEFT, RIGHT = 8, 128, 256, 256
 H200_BANDWIDTH = 4.8e12  # bytes/s, the vendor's figure for HBM3e on the H200
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16}
+VARIANTS = {"mma": tensor_core_local_attention, "wgmma": cuda_wgmma.wgmma_local_attention}
 
 
 def _time(fn, repeats: int, batch: int = 1) -> float:
@@ -80,14 +81,15 @@ def measure_kernel(
     dtype_name: str,
     repeats: int,
     tensor_cores: bool | None = None,
-    warps: int | None = None,
+    variant: tuple[str, int] | None = None,
 ) -> dict:
     dtype = DTYPES[dtype_name]
     q, k, v, bias = _inputs(t, dtype)
 
     def call():
-        if warps is not None:
-            return tensor_core_local_attention(q, k, v, LEFT, RIGHT, bias, None, D**-0.5, warps)
+        if variant is not None:
+            attend = VARIANTS[variant[0]]
+            return attend(q, k, v, LEFT, RIGHT, bias, None, D**-0.5, variant[1])
         if tensor_cores is not None:
             return cuda_local_attention(q, k, v, LEFT, RIGHT, bias, None, D**-0.5, tensor_cores)
         return local_attention(q, k, v, left=LEFT, right=RIGHT, bias=bias, backend=backend)
@@ -101,8 +103,8 @@ def measure_kernel(
     batch = max(1, min(20, int(2e9 // q.nbytes)))
     seconds = _time(call, repeats, batch)
     moved = _traffic(t, dtype)
-    if warps is not None:
-        name = f"cuda, tensor cores, {warps} warps"
+    if variant is not None:
+        name = f"cuda {variant[0]}, {variant[1]} {'warps' if variant[0] == 'mma' else 'warpgroups'}"
     elif tensor_cores is not None:
         name = f"cuda, tensor_cores={tensor_cores}"
     else:
@@ -165,6 +167,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--full-at", type=int, default=7500, help="0: skip full attention")
     parser.add_argument("--out")
+    parser.add_argument("--quick", action="store_true", help="the 16-bit kernels alone")
     args = parser.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     backend = available_backends()[0]
@@ -177,33 +180,38 @@ def main() -> None:
         "shape": {"B": 1, "H": H, "D": D, "left": LEFT, "right": RIGHT, "bias": True},
         "kernel": [],
         "cuda_cores_16_bit": [],
-        "tensor_core_warps": [],
+        "tensor_core_variants": [],
         "portable": [],
         "full_attention": [],
     }
-    for dtype_name in DTYPES:
+    for dtype_name in ["bfloat16"] if args.quick else DTYPES:
         for t in lengths:
             results["kernel"].append(measure_kernel(backend, t, dtype_name, args.repeats))
             print(json.dumps(results["kernel"][-1]), flush=True)
-    if backend == "cuda":
+    if backend == "cuda" and not args.quick:
         # The float32 kernel on bfloat16 inputs, against the tensor-core kernel above.
         for t in lengths:
             entry = measure_kernel(backend, t, "bfloat16", args.repeats, tensor_cores=False)
             results["cuda_cores_16_bit"].append(entry)
             print(json.dumps(entry), flush=True)
-        # The tensor-core kernel's block size: 4 or 8 warps of 16 queries each.
+    if backend == "cuda":
+        # The 16-bit kernels and their block sizes: mma.sync with 4 or 8 warps of 16
+        # queries, wgmma (Hopper) with 1 or 2 warpgroups of 64.
+        variants = [("mma", 4), ("mma", 8)]
+        if cuda_wgmma.supports(mx.zeros((1, 1, 1, D), mx.bfloat16)):
+            variants += [("wgmma", 1), ("wgmma", 2)]
         for t in lengths:
-            for warps in (4, 8):
-                entry = measure_kernel(backend, t, "bfloat16", args.repeats, warps=warps)
-                results["tensor_core_warps"].append(entry)
+            for variant in variants:
+                entry = measure_kernel(backend, t, "bfloat16", args.repeats, variant=variant)
+                results["tensor_core_variants"].append(entry)
                 print(json.dumps(entry), flush=True)
-    if backend != "portable":
+    if backend != "portable" and not args.quick:
         for dtype_name in DTYPES:
             results["portable"].append(measure_kernel("portable", short, dtype_name, 3))
             print(json.dumps(results["portable"][-1]), flush=True)
         results["agreement"] = agreement(backend, min(22500, max(lengths)))
         print(json.dumps(results["agreement"]), flush=True)
-    for dtype_name in DTYPES if args.full_at else ():
+    for dtype_name in DTYPES if args.full_at and not args.quick else ():
         results["full_attention"].append(measure_full(args.full_at, dtype_name, 3))
         print(json.dumps(results["full_attention"][-1]), flush=True)
 

@@ -1,15 +1,19 @@
-"""Local attention on NVIDIA GPUs: picks one of the two CUDA kernels.
+"""Local attention on NVIDIA GPUs: picks one of the CUDA kernels.
 
-bfloat16 and float16 inputs go to the tensor-core kernel; float32 inputs to the kernel on
-the CUDA cores, which keeps float32 arithmetic throughout (tensor cores would round the
-inputs to TF32, about 1e-3 off).
+bfloat16 and float16 inputs go to the tensor cores: on Hopper (sm_90) with heads of 64 or
+128, the warpgroup kernel (cuda_wgmma), elsewhere the mma.sync kernel (cuda_tensor_core).
+float32 inputs go to the kernel on the CUDA cores, which keeps float32 arithmetic
+throughout (tensor cores would round the inputs to TF32, about 1e-3 off).
+PARAKEET_CUDA_KERNEL=mma forces the mma.sync kernel where the warpgroup one would run.
 """
 
 from __future__ import annotations
 
+import os
+
 import mlx.core as mx
 
-from . import cuda_tensor_core
+from . import cuda_tensor_core, cuda_wgmma
 from .cuda_common import is_available
 from .cuda_simt import simt_local_attention
 
@@ -35,8 +39,8 @@ def cuda_local_attention(
     """`tensor_cores` None: on for bfloat16/float16, off for float32 (which it cannot take)."""
     if tensor_cores is None:
         tensor_cores = cuda_tensor_core.supports(q)
-    if tensor_cores:
-        return cuda_tensor_core.tensor_core_local_attention(
-            q, k, v, left, right, bias, key_mask, scale
-        )
-    return simt_local_attention(q, k, v, left, right, bias, key_mask, scale)
+    if not tensor_cores:
+        return simt_local_attention(q, k, v, left, right, bias, key_mask, scale)
+    if os.environ.get("PARAKEET_CUDA_KERNEL") != "mma" and cuda_wgmma.supports(q):
+        return cuda_wgmma.wgmma_local_attention(q, k, v, left, right, bias, key_mask, scale)
+    return cuda_tensor_core.tensor_core_local_attention(q, k, v, left, right, bias, key_mask, scale)

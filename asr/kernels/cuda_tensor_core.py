@@ -21,6 +21,7 @@ from .cuda_common import HEADER, compiled_kernel, run_local_attention_kernel
 
 BLOCK_K = 64
 ELEMENT_BYTES = 2
+MAX_SHARED_BYTES = 227 * 1024  # per block, on sm_90
 
 # Inline PTX for the copies and the matrix products (sm_80 and later).
 MMA_HEADER = (
@@ -382,8 +383,11 @@ def tensor_core_local_attention(
     d = q.shape[-1]
     warps = warps or default_warps(d)
     has_bias = bias is not None
+    shared = shared_bytes(d, warps, has_bias)
+    if shared > MAX_SHARED_BYTES:
+        raise ValueError(f"{warps} warps with heads of {d} need {shared} bytes of shared memory")
     name = f"local_attention_mma_d{d}_w{warps}_{'b' if has_bias else 'n'}"
-    kernel = compiled_kernel(name, SOURCE, MMA_HEADER, shared_bytes(d, warps, has_bias))
+    kernel = compiled_kernel(name, SOURCE, MMA_HEADER, shared)
     if bias is not None and bias.dtype != q.dtype:
         bias = bias.astype(q.dtype)
     return run_local_attention_kernel(
