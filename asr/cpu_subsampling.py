@@ -21,8 +21,9 @@ import numpy as np
 from . import core_pool
 from .mkl_gemm import gemm
 
-# Output frames per piece: ~2 MiB of first-stage activations with 256 channels.
-PIECE = 8
+# Output frames per piece: ~9 MiB of first-stage activations with 256 channels (measured:
+# smaller pieces cost more in numpy calls than they gain in cache).
+PIECE = 32
 
 
 def _np(a: mx.array) -> np.ndarray:
@@ -37,13 +38,15 @@ class CpuSubsampling:
         self.channels = first.weight.shape[0]
         self.first_weight = _np(first.weight).reshape(self.channels, 9).T.copy()  # (9, C)
         self.first_bias = _np(first.bias)
-        # the later stages: (depthwise (3, 3, C), its bias, pointwise (C_in, C_out), its bias)
+        # the later stages: (depthwise (3, 3, C), pointwise (C_in, C_out), bias)
         self.stages = []
         for i in range(2, len(module.conv), 3):
             depthwise, pointwise = module.conv[i], module.conv[i + 1]
             dw = _np(depthwise.weight)[:, :, :, 0].transpose(1, 2, 0).copy()
             pw = _np(pointwise.weight)[:, 0, 0, :].T
-            self.stages.append((dw, _np(depthwise.bias), pw, _np(pointwise.bias)))
+            # the depthwise bias goes through the pointwise product once, into its bias
+            bias = _np(pointwise.bias) + _np(depthwise.bias) @ pw
+            self.stages.append((dw, pw, bias))
         self.factor = 2 ** (1 + len(self.stages))
         out = _np(module.out.weight)  # (d, C * F): NeMo flattens channel-major
         d = out.shape[0]
@@ -94,8 +97,8 @@ class CpuSubsampling:
             hi.insert(0, 2 * (hi[0] - 1) + 2)
         # lo[0], hi[0]: mel frames; lo[1], hi[1]: the first convolution's output frames
         x = self._first(padded, margin, lo[1], hi[1], lengths[1])
-        for s, (dw, dw_bias, pw, pw_bias) in enumerate(self.stages, start=2):
-            x = self._stage(x, dw, dw_bias, pw, pw_bias, lo[s], hi[s], lengths[s])
+        for s, (dw, pw, pw_bias) in enumerate(self.stages, start=2):
+            x = self._stage(x, dw, pw, pw_bias, lo[s], hi[s], lengths[s])
         out.reshape(x.shape[0], -1, self.channels)[:] = x[:, 1:-1]
 
     def _first(self, padded, margin, lo, hi, valid) -> np.ndarray:
@@ -111,7 +114,9 @@ class CpuSubsampling:
         patches = np.lib.stride_tricks.as_strided(
             base, shape=(n, freq, 3, 3), strides=(2 * rows, 2 * item, rows, item)
         )
-        columns = np.zeros((n, freq + 2, 9), np.float32)
+        columns = np.empty((n, freq + 2, 9), np.float32)
+        columns[:, 0] = 0.0
+        columns[:, -1] = 0.0
         columns[:, 1:-1] = patches.reshape(n, freq, 9)
         x = np.empty((n, freq + 2, self.channels), np.float32)
         x[...] = self.first_bias
@@ -120,19 +125,21 @@ class CpuSubsampling:
         self._zero_outside(x, lo, valid)
         return x
 
-    def _stage(self, x, dw, dw_bias, pw, pw_bias, lo, hi, valid) -> np.ndarray:
+    def _stage(self, x, dw, pw, pw_bias, lo, hi, valid) -> np.ndarray:
         """Depthwise 3x3 stride-2, pointwise and ReLU over x (frames 2 lo - 1 ..), giving
         frames lo..hi-1 as (n, F + 2, C), padded like _first's."""
         n = hi - lo
         freq = (x.shape[1] - 2 - 1) // 2 + 1
-        conv = np.zeros((n, freq + 2, self.channels), np.float32)
-        inner = conv[:, 1:-1]
-        inner[...] = dw_bias
-        tap = np.empty_like(inner)
-        for i in range(3):
-            for j in range(3):
-                np.multiply(x[i : i + 2 * n - 1 : 2, j : j + 2 * freq - 1 : 2], dw[i, j], out=tap)
-                inner += tap
+        conv = np.empty((n, freq + 2, self.channels), np.float32)
+        conv[:, 0] = 0.0
+        conv[:, -1] = 0.0
+        # windows[u, f, i, j] = x[2u + i, 2f + j]: a view; einsum's sums of products run
+        # about 3x faster than nine multiply-adds
+        rows, cols, item = x.strides
+        windows = np.lib.stride_tricks.as_strided(
+            x, shape=(n, freq, 3, 3, self.channels), strides=(2 * rows, 2 * cols, rows, cols, item)
+        )
+        np.einsum("ufijc,ijc->ufc", windows, dw, out=conv[:, 1:-1])
         y = np.empty_like(conv)
         y[...] = pw_bias
         gemm(conv.reshape(-1, self.channels), pw, y.reshape(-1, self.channels), beta=1.0)
