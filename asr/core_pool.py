@@ -26,24 +26,23 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _pool_of(workers: int) -> ThreadPoolExecutor:
+def _the_pool() -> ThreadPoolExecutor:
     global _pool
-    if _pool is None or _pool._max_workers != workers:
-        if _pool is not None:
-            _pool.shutdown()
+    if _pool is None:
         _pool = ThreadPoolExecutor(
-            workers, thread_name_prefix="asr-core", initializer=mkl_gemm.use_one_thread
+            cores(), thread_name_prefix="asr-core", initializer=mkl_gemm.use_one_thread
         )
     return _pool
 
 
 def run_shares(task: Callable[[int], None], shares: int) -> None:
-    """task(0) ... task(shares - 1), one per worker, returning when all are done; the
-    first exception raised by a share is raised here."""
+    """task(0) ... task(shares - 1) on the workers (shares beyond the number of cores wait
+    for a free one), returning when all are done; the first exception raised by a share is
+    raised here. Shares must not wait for each other."""
     if shares == 1:
         task(0)
         return
-    for future in [_pool_of(shares).submit(task, i) for i in range(shares)]:
+    for future in [_the_pool().submit(task, i) for i in range(shares)]:
         future.result()
 
 

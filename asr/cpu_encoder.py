@@ -215,10 +215,11 @@ class CpuEncoderLayers:
     def __call__(self, x: np.ndarray, pos_emb: np.ndarray) -> np.ndarray:
         """x: (T, d) float32, changed in place and returned; pos_emb: (2T-1, d)."""
         t, d = x.shape
-        workers = core_pool.cores()
+        heads = self.layers[0].heads if self.layers else 1
+        # one share per core, but no more than there are heads (a share has at least one)
+        workers = min(core_pool.cores(), heads)
         rows = _shares(t, workers)
         position_rows = _shares(len(pos_emb), workers)
-        heads = self.layers[0].heads if self.layers else 1
         head_shares = [range(s.start, s.stop) for s in _shares(heads, workers)]
         shared = _Shared(t, d, len(pos_emb))
         for i, layer in enumerate(self.layers):

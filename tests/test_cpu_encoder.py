@@ -101,3 +101,13 @@ def test_other_dtypes_and_local_attention_keep_mlx(monkeypatch):
     encoder.set_dtype(mx.float32)
     encoder(mel)
     assert calls == ["layers"]
+
+
+@pytest.mark.parametrize("cores", [1, 3])
+def test_the_result_does_not_depend_on_the_number_of_cores(cores, monkeypatch):
+    encoder = random_encoder()
+    mel = mx.random.normal((1, 203, 80), key=mx.random.key(5))
+    two, _ = encoder(mel)
+    monkeypatch.setattr("asr.core_pool.cores", lambda: cores)
+    other, _ = encoder(mel)
+    assert np.abs(np.array(other) - np.array(two)).max() < 1e-5
