@@ -91,8 +91,10 @@ class TranscriptionEngine:
         max_backlog_seconds: float = 30.0,
         bf16_weights: bool | None = None,  # None: bf16_weights_pay_off
         compute_share: float = 0.4,
+        compiled: bool | None = None,  # None: compile_pays_off (a GPU)
     ):
         self._model = model
+        self._compiled = compiled
         self._bf16_weights = bf16_weights
         # An update costs a fixed part (reading every weight once, the drafts' frames) plus
         # a part per audio second. Waiting for `compute / compute_share` seconds of audio
@@ -203,12 +205,17 @@ class TranscriptionEngine:
             pass
 
     def _new_stream(self) -> StreamingParakeet:
-        warm_up_streaming(self._model, self._context, self._depth)  # GPU: before live audio
+        # GPU: before live audio
+        warm_up_streaming(self._model, self._context, self._depth, self._compiled)
         bf16 = self._bf16_weights
         if bf16 is None:
             bf16 = bf16_weights_pay_off(self._model)
         stream = self._model.transcribe_stream(
-            self._context, self._depth, decoding_config=self._decoding, bf16_weights=bf16
+            self._context,
+            self._depth,
+            decoding_config=self._decoding,
+            bf16_weights=bf16,
+            compiled=self._compiled,
         )
         return stream.__enter__()
 

@@ -232,13 +232,16 @@ class BaseParakeet(nn.Module):
         decoding_config: DecodingConfig | None = None,
         feature_stats: tuple[np.ndarray, np.ndarray] | None = None,
         bf16_weights: bool = False,
+        compiled: bool | None = None,
     ) -> StreamingParakeet:
         """A stream to feed audio blocks to (use it as a context manager): local attention
         with `context_size` (left, right) encoder frames (default: `stream_context`), the
         first `depth` layers exact as offline. `feature_stats` (mean, std per feature) fixes
         the normalization; otherwise it follows everything heard so far. `bf16_weights` runs
         the encoder's layers in numpy with bfloat16 copies of the projection weights
-        (asr.cpu_streaming; CPUs with bfloat16 instructions): faster, not bit-exact."""
+        (asr.cpu_streaming; CPUs with bfloat16 instructions): faster, not bit-exact.
+        `compiled` runs the MLX layers as compiled graphs with fixed-shape caches
+        (asr.compiled_streaming; None: on a GPU, where it pays off)."""
         return StreamingParakeet(
             self,
             context_size or self.stream_context,
@@ -247,6 +250,7 @@ class BaseParakeet(nn.Module):
             decoding_config=decoding_config,
             feature_stats=feature_stats,
             bf16_weights=bf16_weights,
+            compiled=compiled,
         )
 
     def continue_decoding(

@@ -21,6 +21,7 @@ import numpy as np
 
 from .alignment import sentences_to_result, tokens_to_sentences
 from .cache import LayerCache
+from .compiled_streaming import compile_pays_off, compiled_streaming_encoder
 from .cpu_streaming import numpy_streaming_encoder
 from .decoding.config import DecodingConfig
 from .decoding.greedy import Hypothesis
@@ -85,10 +86,18 @@ class StreamingParakeet:
         decoding_config: DecodingConfig | None = None,
         feature_stats: tuple[np.ndarray, np.ndarray] | None = None,
         bf16_weights: bool = False,
+        compiled: bool | None = None,  # None: compile_pays_off()
     ):
         self.model = model
         # bfloat16 weights: the layers run in numpy (asr.cpu_streaming)
         self._numpy_encoder = numpy_streaming_encoder(model.encoder) if bf16_weights else None
+        # else compiled MLX layers with fixed-shape caches (asr.compiled_streaming)
+        self._compiled_encoder = (
+            compiled_streaming_encoder(model.encoder)
+            if (compile_pays_off() if compiled is None else compiled)
+            and self._numpy_encoder is None
+            else None
+        )
         self.context_size = _checked_context(context_size)
         _check_depth(depth)
         self.depth = depth
@@ -127,6 +136,8 @@ class StreamingParakeet:
         self._settled = 0  # encoder frames settled
         if self._numpy_encoder is not None:
             self._caches = self._numpy_encoder.new_caches(self.context_size)
+        elif self._compiled_encoder is not None:
+            self._caches = self._compiled_encoder.new_caches(self.context_size)
         else:
             self._caches = [
                 LayerCache(self.context_size[0], self.conv_radius)
@@ -275,6 +286,10 @@ class StreamingParakeet:
         if self._numpy_encoder is not None:
             x = np.asarray(x[0].astype(mx.float32))
             return mx.array(self._numpy_encoder(x, self._caches, settle))
+        if self._compiled_encoder is not None:
+            x = self._compiled_encoder(x, self._caches, settle, self.context_size)
+            mx.eval(x, [cache.arrays() for cache in self._caches])
+            return x[0]
         for layer, cache in zip(encoder.layers, self._caches, strict=True):
             x = layer.stream(x, cache, settle)
         # one evaluation for the whole update: a sync per layer costs more than the layer

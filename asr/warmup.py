@@ -1,7 +1,8 @@
 """Warming an NVIDIA GPU up for live streaming before the live stream starts.
 
-MLX's CUDA backend compiles its kernels at their first use (the 0.6b model's streaming
-update took 21 s on an H200 the first time, kept on disk after), and each thread records
+MLX's CUDA backend compiles its kernels at their first use (the 0.6b model's compiled
+streaming layers took about 70 s on a fresh H200, 4 s in later processes, which find them
+on disk), and each thread records
 its own CUDA graphs: the first dozen updates of a new thread take about half a second each
 where later ones take 30 ms. The engine's thread runs a throwaway stream over a few
 seconds of quiet first, so that this happens before the first live update (audio that
@@ -30,11 +31,13 @@ def needs_warm_up() -> bool:
         return False
 
 
-def warm_up_streaming(model, context_size: tuple[int, int], depth: int) -> bool:
+def warm_up_streaming(
+    model, context_size: tuple[int, int], depth: int, compiled: bool | None = None
+) -> bool:
     """Streams WARM_UP_SECONDS of faint noise through a throwaway stream with these
     settings, once per thread, model and settings, where the GPU needs it. Returns whether
     it ran. The model's attention setting is left as it was."""
-    key = (id(model), tuple(context_size), depth)
+    key = (id(model), tuple(context_size), depth, compiled)
     seen = getattr(_done, "keys", None)
     if seen is None:
         seen = _done.keys = set()
@@ -44,7 +47,7 @@ def warm_up_streaming(model, context_size: tuple[int, int], depth: int) -> bool:
     noise = np.random.default_rng(0).standard_normal(int(WARM_UP_SECONDS * rate))
     audio = (1e-3 * noise).astype(np.float32)
     block = int(BLOCK_SECONDS * rate)
-    with model.transcribe_stream(context_size, depth) as stream:
+    with model.transcribe_stream(context_size, depth, compiled=compiled) as stream:
         for start in range(0, len(audio), block):
             stream.add_audio(audio[start : start + block])
     seen.add(key)

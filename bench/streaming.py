@@ -31,6 +31,7 @@ from offline import make_audio, make_checkpoint  # noqa: E402  (imports asr firs
 import asr  # noqa: E402
 from asr.audio import load_audio  # noqa: E402
 from asr.blas import blas_in_use  # noqa: E402
+from asr.compiled_streaming import compile_pays_off  # noqa: E402
 from asr.engine import (  # noqa: E402
     Draft,
     Finalized,
@@ -80,12 +81,18 @@ def run_setting(
     depth: int,
     pace: bool = True,
     bf16_weights: bool | None = None,
+    compiled: bool | None = None,
 ) -> dict:
     rate = model.preprocessor_config.sample_rate
     block = int(BLOCK_SECONDS * rate)
     timeline = Timeline()
     engine = TranscriptionEngine(
-        model, timeline, context_size=context, depth=depth, bf16_weights=bf16_weights
+        model,
+        timeline,
+        context_size=context,
+        depth=depth,
+        bf16_weights=bf16_weights,
+        compiled=compiled,
     ).start()
     engine.wait_idle(600)  # ready: its stream made (and bfloat16 weights, where used)
     timeline.start_wall = time.perf_counter()
@@ -121,6 +128,7 @@ def run_setting(
         "context": list(context),
         "depth": depth,
         "bf16_weights": bf16_weights_pay_off(model) if bf16_weights is None else bf16_weights,
+        "compiled": compile_pays_off() if compiled is None else compiled,
         "audio_seconds": seconds,
         "updates": len(progress),
         "compute_per_audio_second": compute / seconds,
@@ -182,8 +190,9 @@ def main() -> None:
         "--settings",
         nargs="+",
         default=["256,16,1", "256,8,1", "256,32,1", "256,16,2", "128,16,1"],
-        help="left,right,depth[,f32]; the first is the default run; f32: float32 weights "
-        "where the engine would choose bfloat16",
+        help="left,right,depth[,f32][,eager]; the first is the default run; f32: float32 "
+        "weights where the engine would choose bfloat16; eager: MLX layers not compiled "
+        "where the engine would compile them (a GPU)",
     )
     parser.add_argument("--reference-blocks", type=int, default=6)
     parser.add_argument(
@@ -206,13 +215,20 @@ def main() -> None:
         audio = np.array(load_audio(audio_path, 16000))
         runs = []
         for i, setting in enumerate(args.settings):
-            left, right, depth, *weights = setting.split(",")
+            left, right, depth, *options = setting.split(",")
             left, right, depth = int(left), int(right), int(depth)
-            bf16 = False if weights == ["f32"] else None
+            bf16 = False if "f32" in options else None
+            compiled = False if "eager" in options else None
             minutes = args.minutes if i == 0 else args.other_minutes
             clip = audio[: int(minutes * 60 * 16000)]
             report = run_setting(
-                model, clip, (left, right), depth, pace=not args.no_pace, bf16_weights=bf16
+                model,
+                clip,
+                (left, right),
+                depth,
+                pace=not args.no_pace,
+                bf16_weights=bf16,
+                compiled=compiled,
             )
             report["device"] = str(mx.default_device())
             print(json.dumps(report), flush=True)

@@ -1,0 +1,96 @@
+"""The compiled streaming layers (asr.compiled_streaming) compute what the MLX layers
+compute, with fixed-shape ring caches and padded windows."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import FIXTURES, NEMO
+from test_streaming import CONTEXT, offline_statistics, recording, stream
+
+import asr
+from asr.cache import LayerCache
+from asr.compiled_streaming import CompiledStreamingEncoder, padded_length
+
+MODELS = [
+    (NEMO / "tdt-local" / "mlx", (16, 16)),
+    (FIXTURES / "nemo_unseen" / "rnnt-local-asym" / "mlx", (24, 8)),
+]
+
+
+def windows(encoder, context, seed=0, count=8):
+    """The same windows through the plain layers and the compiled ones, past the point
+    where the rings wrap around: (compiled, plain) outputs per window."""
+    radius = (encoder.layers[0].conv.kernel_size - 1) // 2
+    plain_caches = [LayerCache(context[0], radius) for _ in encoder.layers]
+    compiled = CompiledStreamingEncoder(encoder)
+    compiled_caches = compiled.new_caches(context)
+    rng = np.random.default_rng(seed)
+    d = encoder.args.d_model
+    for _ in range(count):
+        t = int(rng.integers(1, 40))
+        settle = max(0, t - int(rng.integers(0, 12)))
+        x = mx.array(rng.standard_normal((1, t, d)).astype(np.float32))
+        y = x
+        for layer, cache in zip(encoder.layers, plain_caches, strict=True):
+            y = layer.stream(y, cache, settle)
+        ours = compiled(x, compiled_caches, settle, context)
+        yield np.array(ours[0]), np.array(y[0])
+
+
+@pytest.mark.parametrize("folder, context", MODELS)
+def test_compiled_layers_equal_the_plain_layers(folder, context):
+    model = asr.from_pretrained(str(folder), dtype=mx.float32)
+    model.encoder.set_attention_model("rel_pos_local_attn", context)
+    outputs = list(windows(model.encoder, context))
+    for ours, theirs in outputs:
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
+    # enough frames went through for the rings to wrap
+    assert sum(len(o) for o, _ in outputs) > 2 * context[0]
+
+
+@pytest.mark.parametrize("block", [777, 16000 * 3])
+def test_compiled_stream_is_exact_at_full_depth(nemo_models, block):
+    """The exactness mode holds with the compiled layers: final tokens and times equal
+    offline local attention's."""
+    model = nemo_models["tdt-local"]
+    audio = recording(repeats=2)
+    saved = model.encoder.attention_context
+    model.encoder.set_attention_model("rel_pos_local_attn", CONTEXT)
+    try:
+        offline = model.transcribe_audio(mx.array(audio))
+        s = stream(
+            model,
+            audio,
+            block,
+            depth=len(model.encoder.layers),
+            feature_stats=offline_statistics(model, audio),
+            compiled=True,
+        )
+    finally:
+        model.encoder.set_attention_model(
+            "rel_pos" if saved is None else "rel_pos_local_attn", saved
+        )
+    assert s._compiled_encoder is not None
+    assert [t.id for t in s.finalized_tokens] == [t.id for t in offline.tokens]
+    assert [t.start for t in s.finalized_tokens] == pytest.approx([t.start for t in offline.tokens])
+
+
+def test_compiled_and_plain_streams_agree_at_default_depth(nemo_models):
+    model = nemo_models["rnnt"]
+    audio = recording()
+    plain = stream(model, audio, 8000, compiled=False)
+    compiled = stream(model, audio, 8000, compiled=True)
+    assert plain._compiled_encoder is None and compiled._compiled_encoder is not None
+    assert [t.id for t in compiled.finalized_tokens] == [t.id for t in plain.finalized_tokens]
+
+
+def test_windows_are_padded_to_few_lengths():
+    lengths = {padded_length(t) for t in range(1, 300)}
+    assert all(padded_length(t) >= t for t in range(1, 300))
+    assert all(padded_length(t) - t < 32 for t in range(1, 300))
+    # half-second blocks give windows of about 26 frames: one shape for all of them
+    assert padded_length(25) == padded_length(27) == 32
+    assert len(lengths) <= 16
