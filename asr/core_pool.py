@@ -50,3 +50,13 @@ def run_shares(task: Callable[[int], None], shares: int) -> None:
 def _shut_down() -> None:
     if _pool is not None:
         _pool.shutdown(wait=False)
+
+
+def _forget_after_fork() -> None:
+    """A forked child has none of its parent's threads: it starts a pool of its own."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)

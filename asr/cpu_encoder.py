@@ -24,6 +24,9 @@ from . import core_pool, mkl_vector
 from .fast_math import layer_norm_numpy
 from .mkl_gemm import gemm
 
+# Queries per product of their relative-position scores (see CpuLayer.attend).
+DISTANCE_BLOCK = 64
+
 
 def _np(a: mx.array) -> np.ndarray:
     """A float32 parameter as numpy, without a copy."""
@@ -164,7 +167,17 @@ class CpuLayer:
         )
         for h in heads:
             cols = slice(h * self.head_dim, (h + 1) * self.head_dim)
-            gemm(shared.q_v[:, cols], shared.p[:, cols].T, by_distance, alpha=self.scale)
+            # query i needs distances T-1-i .. -i only, half of the 2T-1: a block of queries
+            # r0..r1-1 multiplies just the T + r1 - r0 - 1 positions its band spans
+            for r0 in range(0, t, DISTANCE_BLOCK):
+                r1 = min(t, r0 + DISTANCE_BLOCK)
+                band = slice(t - r1, 2 * t - 1 - r0)
+                gemm(
+                    shared.q_v[r0:r1, cols],
+                    shared.p[band, cols].T,
+                    by_distance[r0:r1, band],
+                    alpha=self.scale,
+                )
             np.copyto(scores, shifted)
             gemm(shared.q_u[:, cols], shared.k[:, cols].T, scores, alpha=self.scale, beta=1.0)
             scores -= scores.max(axis=-1, keepdims=True)

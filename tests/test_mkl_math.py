@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,19 @@ def test_each_share_runs_once_and_errors_reach_the_caller():
 
     with pytest.raises(RuntimeError, match="share 1"):
         core_pool.run_shares(fail, 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork with threads
+def test_a_forked_child_gets_workers_of_its_own():
+    core_pool.run_shares(lambda share: None, 2)  # the parent's pool exists
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        done = []
+        core_pool.run_shares(done.append, 2)
+        os.write(write, bytes(sorted(done)))
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    assert os.read(read, 8) == bytes([0, 1]) and status == 0
