@@ -6,6 +6,9 @@ mlx-community checkpoint, and transcribes the same audio with both engines, each
 own process (the BLAS a process loads is process-wide). Prints and saves JSON.
 
     python bench/offline.py [--seconds 60] [--reference-seconds 60] [--out bench/results]
+
+On a CPU with MKL the encoder runs its numpy path (asr.cpu_encoder); PARAKEET_NO_CPU_ENCODER=1
+measures MLX's own layers instead (`encoder_path` says which ran).
 """
 
 from __future__ import annotations
@@ -168,6 +171,7 @@ def peak_rss_mb() -> float:
 def measure_ours(folder: Path, audio_path: Path) -> dict:
     import mlx.core as mx
 
+    from asr import cpu_path
     from asr.audio import get_logmel, load_audio
     from asr.blas import blas_in_use
 
@@ -205,6 +209,7 @@ def measure_ours(folder: Path, audio_path: Path) -> dict:
     return {
         "engine": "parakeet-tui (asr)",
         "blas": blas_in_use(),
+        "encoder_path": "numpy + MKL" if cpu_path.usable(mel) else "mlx",
         "load_s": load_s,
         "mel_s": mel_s,
         "encoder_s": encoder_s,
