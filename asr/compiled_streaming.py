@@ -15,8 +15,8 @@ the windows vary by a frame or two. So here the shapes are fixed:
   before the convolution and at each layer's output, so the real frames' outputs are those
   of the unpadded window.
 
-One traced function serves every layer (the weights are inputs), and settling frames into
-the caches is a gather inside the trace, so an update is one compiled call per layer.
+All layers are one traced function (weights and caches are its inputs), and settling
+frames into the caches is a gather inside the trace, so an update is one compiled call.
 """
 
 from __future__ import annotations
@@ -159,6 +159,27 @@ def _make_step(shape: _Shape):
     return step
 
 
+CONSTANTS = 7  # the inputs of `step` after the caches that every layer shares
+
+
+def _make_encoder_step(step, layers: int):
+    """All layers in one function (one compiled call per update): inputs x, the shared
+    constants, then per layer its keys, values and convolution inputs and its weights;
+    outputs x and the layers' new caches."""
+
+    def encoder_step(x, *inputs):
+        constants, rest = inputs[:CONSTANTS], inputs[CONSTANTS:]
+        per_layer = len(rest) // layers
+        states = []
+        for i in range(layers):
+            keys, values, conv, *weights = rest[i * per_layer : (i + 1) * per_layer]
+            x, keys, values, conv = step(x, keys, values, conv, *constants, *weights)
+            states += [keys, values, conv]
+        return (x, *states)
+
+    return encoder_step
+
+
 def _bias(module, size: int, dtype) -> mx.array:
     return module.bias if "bias" in module else mx.zeros((size,), dtype)
 
@@ -229,7 +250,7 @@ class CompiledStreamingEncoder:
             norm_eps=first.norm_out.eps,
             batch_norm_eps=conv.batch_norm.eps,
         )
-        self._step = mx.compile(_make_step(shape))
+        self._step = mx.compile(_make_encoder_step(_make_step(shape), len(encoder.layers)))
         self._conv_zeros = mx.zeros((1, self.radius, att.n_heads * att.head_dim), self.dtype)
         self._weights: dict[AttentionContext, list[tuple[mx.array, ...]]] = {}
         self._bands: dict[tuple[int, AttentionContext], tuple[mx.array, mx.array]] = {}
@@ -287,10 +308,12 @@ class CompiledStreamingEncoder:
             mx.array(np.arange(self.radius, dtype=np.int32) + settle),
             self._conv_zeros,
         )
+        inputs = [x, *constants]
         for cache, weights in zip(caches, self.weights(context), strict=True):
-            x, cache.keys, cache.values, cache.conv = self._step(
-                x, cache.keys, cache.values, cache.conv, *constants, *weights
-            )
+            inputs += [cache.keys, cache.values, cache.conv, *weights]
+        x, *states = self._step(*inputs)
+        for i, cache in enumerate(caches):
+            cache.keys, cache.values, cache.conv = states[3 * i : 3 * i + 3]
             cache.filled = min(left, filled + settle)
         return x[:, :t]
 
