@@ -3,13 +3,13 @@
 A streaming update pushes a few dozen frames through every layer. On a GPU the arithmetic
 is nothing; what costs is the ~75 small operations per layer, each built in Python and
 launched on its own (measured on an H200 with the 0.6b model: ~10 ms of graph building and
-~23 ms of evaluation per update). `mx.compile` traces a layer once, fuses its element-wise
-chains and replays the trace, but it traces again for every new input shape, and a
+~23 ms of evaluation per update). `mx.compile` traces a function once, fuses its
+element-wise chains and replays the trace, but it traces again for every new input shape, and a
 stream's shapes change at every update: the caches grow until they hold `left` frames and
 the windows vary by a frame or two. So here the shapes are fixed:
 
-- each layer's cache is a ring of exactly `left` keys and values, slots not filled yet
-  masked out of attention, and `radius` convolution inputs (zeros before the stream's
+- each layer's cache holds exactly `left` keys and values (slots not filled yet are
+  masked out of attention) and `radius` convolution inputs (zeros before the stream's
   start, as offline);
 - windows are padded to a few lengths; padded frames are masked out of attention, zeroed
   before the convolution and at each layer's output, so the real frames' outputs are those
@@ -21,7 +21,7 @@ frames into the caches is a gather inside the trace, so an update is one compile
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -48,17 +48,13 @@ def padded_length(frames: int) -> int:
 
 
 @dataclass
-class RingCache:
+class FixedShapeCache:
     """One layer's settled state, in arrays whose shapes never change."""
 
     keys: mx.array  # (1, H, left, head_dim), oldest first
     values: mx.array
     conv: mx.array  # (1, radius, channels), zeros before the stream's start
     filled: int = 0  # how many of the `left` slots hold a settled frame
-    left: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.left = self.keys.shape[2]
 
     def arrays(self) -> list[mx.array]:
         return [self.keys, self.values, self.conv]
@@ -101,7 +97,7 @@ def _make_step(shape: _Shape):
         key_bias,  # (P + T,) 0 for real keys, -inf for empty slots and padding
         band_column,  # (T, P + T) int32
         band_mask,  # (T, P + T) 0 inside the band, -inf outside
-        take_keys,  # (P,) int32: the ring after settling, as rows of [keys, window]
+        take_keys,  # (P,) int32: the cache after settling, as rows of [keys, window]
         take_conv,  # (radius,) int32: likewise for the convolution inputs
         conv_zeros,  # (1, radius, d) zeros: the frames after the window
         *w,
@@ -118,7 +114,7 @@ def _make_step(shape: _Shape):
         valid = frame_valid[None, :, None]
         x = x + 0.5 * feed_forward(x, ff1_nw, ff1_nb, ff1_w1, ff1_b1, ff1_w2, ff1_b2)
 
-        # attention over the ring's keys and the window's own
+        # attention over the cached keys and the window's own
         h = _layer_norm(x, att_nw, att_nb, eps)
         qkv = _linear(h, w_qkv, b_qkv).reshape(b, t, 3, heads, head_dim)
         q = qkv[:, :, 0]
@@ -137,7 +133,7 @@ def _make_step(shape: _Shape):
         attended = (probs @ all_values).transpose(0, 2, 1, 3).reshape(b, t, d)
         x = x + _linear(attended, wo, bo)
 
-        # convolution: the ring's inputs, the window's, zeros for frames not heard yet
+        # convolution: the cached inputs, the window's, zeros for frames not heard yet
         gated = nn.glu(_linear(_layer_norm(x, conv_nw, conv_nb, eps), pw1_w, pw1_b), axis=-1)
         gated = mx.where(valid, gated, 0)
         inputs = mx.concatenate([conv, gated, conv_zeros], axis=1)
@@ -273,11 +269,11 @@ class CompiledStreamingEncoder:
             self._bands[key] = (mx.array(column.astype(np.int32)), mx.array(mask))
         return self._bands[key]
 
-    def new_caches(self, context: AttentionContext) -> list[RingCache]:
+    def new_caches(self, context: AttentionContext) -> list[FixedShapeCache]:
         left = context[0]
         channels = self.heads * self.head_dim
         return [
-            RingCache(
+            FixedShapeCache(
                 keys=mx.zeros((1, self.heads, left, self.head_dim), self.dtype),
                 values=mx.zeros((1, self.heads, left, self.head_dim), self.dtype),
                 conv=mx.zeros((1, self.radius, channels), self.dtype),
@@ -286,7 +282,7 @@ class CompiledStreamingEncoder:
         ]
 
     def __call__(
-        self, x: mx.array, caches: list[RingCache], settle: int, context: AttentionContext
+        self, x: mx.array, caches: list[FixedShapeCache], settle: int, context: AttentionContext
     ) -> mx.array:
         """x (1, T, d): the window after the frames the caches hold. Returns (1, T, d) and
         settles the first `settle` frames into the caches."""

@@ -1,5 +1,5 @@
 """The compiled streaming layers (asr.compiled_streaming) compute what the MLX layers
-compute, with fixed-shape ring caches and padded windows."""
+compute, with fixed-shape caches and padded windows."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ MODELS = [
 
 def windows(encoder, context, seed=0, count=8):
     """The same windows through the plain layers and the compiled ones, past the point
-    where the rings wrap around: (compiled, plain) outputs per window."""
+    where the caches are full and move on: (compiled, plain) outputs per window."""
     radius = (encoder.layers[0].conv.kernel_size - 1) // 2
     plain_caches = [LayerCache(context[0], radius) for _ in encoder.layers]
     compiled = CompiledStreamingEncoder(encoder)
@@ -47,7 +47,7 @@ def test_compiled_layers_equal_the_plain_layers(folder, context):
     for ours, theirs in outputs:
         assert ours.shape == theirs.shape
         assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
-    # enough frames went through for the rings to wrap
+    # enough frames went through for the caches to fill and move on
     assert sum(len(o) for o, _ in outputs) > 2 * context[0]
 
 
