@@ -29,8 +29,8 @@ DISTANCE_BLOCK = 64
 
 
 def _np(a: mx.array) -> np.ndarray:
-    """A float32 parameter as numpy, without a copy."""
-    return np.asarray(a)
+    """A parameter as float32 numpy, without a copy where it is float32 already."""
+    return np.asarray(a if a.dtype == mx.float32 else a.astype(mx.float32))
 
 
 def _shares(count: int, shares: int) -> list[slice]:

@@ -28,7 +28,8 @@ PIECE = 32
 
 
 def _np(a: mx.array) -> np.ndarray:
-    return np.asarray(a)
+    """A parameter as float32 numpy, without a copy where it is float32 already."""
+    return np.asarray(a if a.dtype == mx.float32 else a.astype(mx.float32))
 
 
 class CpuSubsampling:

@@ -54,14 +54,6 @@ def softmax(x: mx.array, axis: int = -1) -> mx.array:
     return mx.array(out)
 
 
-def silu_inplace(a: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
-    """silu_numpy written over `a` itself; `scratch`, shaped like `a`, saves a temporary."""
-    gate = np.negative(a, out=scratch)
-    np.exp(gate, out=gate)
-    gate += 1.0
-    return np.divide(a, gate, out=a)
-
-
 def layer_norm_numpy(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, out: np.ndarray
 ) -> np.ndarray:
