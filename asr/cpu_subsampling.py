@@ -38,8 +38,10 @@ class CpuSubsampling:
     def __init__(self, module):
         first = module.conv[0]
         self.channels = first.weight.shape[0]
-        self.first_weight = _np(first.weight).reshape(self.channels, 9).T.copy()  # (9, C)
-        self.first_bias = _np(first.bias)
+        # (10, C): the nine taps, then the bias, which meets a column of ones in the patches
+        self.first_weight = np.concatenate(
+            [_np(first.weight).reshape(self.channels, 9).T, _np(first.bias)[None]]
+        )
         # the later stages: (depthwise (3, 3, C), pointwise (C_in, C_out), bias)
         self.stages = []
         for i in range(2, len(module.conv), 3):
@@ -116,13 +118,13 @@ class CpuSubsampling:
         patches = np.lib.stride_tricks.as_strided(
             base, shape=(n, freq, 3, 3), strides=(2 * rows, 2 * item, rows, item)
         )
-        columns = np.empty((n, freq + 2, 9), np.float32)
+        columns = np.empty((n, freq + 2, 10), np.float32)
         columns[:, 0] = 0.0
         columns[:, -1] = 0.0
-        columns[:, 1:-1] = patches.reshape(n, freq, 9)
+        columns[:, 1:-1, :9] = patches.reshape(n, freq, 9)
+        columns[..., 9] = 1.0
         x = np.empty((n, freq + 2, self.channels), np.float32)
-        x[...] = self.first_bias
-        gemm(columns.reshape(-1, 9), self.first_weight, x.reshape(-1, self.channels), beta=1.0)
+        gemm(columns.reshape(-1, 10), self.first_weight, x.reshape(-1, self.channels))
         np.maximum(x, 0.0, out=x)
         self._zero_outside(x, lo, valid)
         return x
