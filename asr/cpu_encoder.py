@@ -25,7 +25,7 @@ from .fast_math import layer_norm_numpy
 from .mkl_gemm import gemm
 
 # Queries per product of their relative-position scores (see CpuLayer.attend).
-DISTANCE_BLOCK = 64
+DISTANCE_BLOCK = 128
 
 
 def _np(a: mx.array) -> np.ndarray:
@@ -183,8 +183,8 @@ class CpuLayer:
             scores -= scores.max(axis=-1, keepdims=True)
             mkl_vector.exp(scores, out=scores)
             total = scores.sum(axis=-1, keepdims=True)
-            # into a contiguous block first: MKL writes a column slice at 2/3 the speed
-            gemm(scores, shared.v[:, cols], unnormalized)
+            # contiguous operands: MKL reads and writes column slices at 2/3 the speed here
+            gemm(scores, np.ascontiguousarray(shared.v[:, cols]), unnormalized)
             # normalizing the T x head_dim output, not the T x T weights
             np.divide(unnormalized, total, out=shared.attended[:, cols])
 
