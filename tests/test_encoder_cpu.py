@@ -72,6 +72,16 @@ def test_subsampling_matches_mlx_at_every_length(monkeypatch):
         assert np.abs(fast - reference).max() < 1e-5 * np.abs(reference).max(), frames
 
 
+def test_subsampling_matches_mlx_in_slices(monkeypatch):
+    """MLX cuts long inputs into slices (asr.subsampling.SLICE_FRAMES); the CPU path's
+    pieces must agree with that too."""
+    encoder = random_encoder(n_layers=0)
+    monkeypatch.setattr("asr.subsampling.SLICE_FRAMES", 64)
+    mel = mx.random.normal((1, 333, 80), key=mx.random.key(3))
+    fast, reference = both_paths(encoder, mel, monkeypatch=monkeypatch)
+    assert np.abs(fast - reference).max() < 1e-5 * np.abs(reference).max()
+
+
 def test_padded_batch_gives_each_item_exactly_its_own_result():
     encoder = random_encoder()
     sizes = [203, 77, 150]
