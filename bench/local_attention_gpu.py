@@ -196,10 +196,10 @@ def main() -> None:
             print(json.dumps(entry), flush=True)
     if backend == "cuda":
         # The 16-bit kernels and their block sizes: mma.sync with 4 or 8 warps of 16
-        # queries, wgmma (Hopper) with 1 or 2 warpgroups of 64.
+        # queries, wgmma (Hopper) with 1, 2 or 3 warpgroups of 64.
         variants = [("mma", 4), ("mma", 8)]
         if cuda_wgmma.supports(mx.zeros((1, 1, 1, D), mx.bfloat16)):
-            variants += [("wgmma", 1), ("wgmma", 2)]
+            variants += [("wgmma", 1), ("wgmma", 2), ("wgmma", 3)]
         for t in lengths:
             for variant in variants:
                 entry = measure_kernel(backend, t, "bfloat16", args.repeats, variant=variant)

@@ -115,7 +115,7 @@ def test_cuda_kernels_in_16_bits(kernel, dtype, b, h, t, d, left, right):
 
 
 @pytest.mark.parametrize(
-    "kernel,blocks", [("mma", 4), ("mma", 8), ("wgmma", 1), ("wgmma", 2)], ids=str
+    "kernel,blocks", [("mma", 4), ("mma", 8), ("wgmma", 1), ("wgmma", 2), ("wgmma", 3)], ids=str
 )
 @pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float16], ids=str)
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ kernels are built for sm_90, where wgmma is not allowed) and run through
 
 from __future__ import annotations
 
+import struct
+
 import mlx.core as mx
 
 from . import nvrtc
@@ -25,6 +27,10 @@ from .cuda_common import is_available
 
 BLOCK_K = 64
 ELEMENT_BYTES = 2
+
+# Blocks of 3 warpgroups (192 queries) read each key and value tile from L2 for three
+# times as many queries as one warpgroup would; 4 would not fit the registers.
+WARPGROUPS = 3
 
 # Bit 0 swaps the roles of the two strides in K's descriptor, bit 1 in V's.
 DESCRIPTOR_FLAGS = 0
@@ -147,7 +153,7 @@ __device__ __forceinline__ unsigned int la_pack(float lo, float hi) {
 # Constants defined before this: D, L, R, HAS_BIAS, BIAS_BCAST, HAS_MASK, NWG (warpgroups
 # per block), LA_HALF. Scalars: seq, heads, batch, scale, flags.
 KERNEL = r"""
-extern "C" __global__ void KERNEL_NAME(
+extern "C" __global__ void __launch_bounds__(128 * NWG) KERNEL_NAME(
     const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
     const u16* __restrict__ bias, const unsigned char* __restrict__ key_mask,
     u16* __restrict__ out, int seq, int heads, int batch, float scale, int flags) {
@@ -464,7 +470,7 @@ def wgmma_local_attention(
     bias: mx.array | None,
     key_mask: mx.array | None,
     scale: float,
-    warpgroups: int = 1,
+    warpgroups: int = WARPGROUPS,
     descriptor_flags: int | None = None,
 ) -> mx.array:
     b, h, t, d = q.shape
@@ -494,7 +500,8 @@ def wgmma_local_attention(
         inputs=[q, k, v, bias, key_mask],
         output_shapes=[q.shape],
         output_dtypes=[q.dtype],
-        scalars=[t, h, b, float(scale), flags_value],
+        # nanobind takes a Python float as a C float only where that loses nothing.
+        scalars=[t, h, b, struct.unpack("f", struct.pack("f", scale))[0], flags_value],
         grid=(-(-t // block_q) * threads, b * h, 1),
         threadgroup=(threads, 1, 1),
         shared_memory=shared_bytes(d, warpgroups, flags["bias"]),
