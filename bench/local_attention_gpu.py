@@ -3,12 +3,17 @@
 Runs the best kernel available (CUDA on an NVIDIA GPU, Metal on a Mac, else the portable
 path) at the lengths of 10 minutes, 30 minutes and 3 hours of audio at 80 ms frames, with
 H=8, D=128 and context (256, 256) as in Parakeet 0.6b, in float32 and bfloat16, with the
-rel-pos band term. Beside it: the portable path on the same device and full attention
-with the band as a (T x T) additive mask (what a non-local encoder does) at 10 minutes.
+rel-pos band term. On CUDA also: the float32 kernel on bfloat16 inputs, and each 16-bit
+kernel with each block size (mma.sync with 4 or 8 warps, wgmma with 1-3 warpgroups).
+Beside it: the portable path on the same device and full attention with the band as a
+(T x T) additive mask (what a non-local encoder does) at 10 minutes. Times are per call,
+from evaluations of several independent calls (so one launch and synchronisation are
+shared); the time of one call per evaluation is given beside it.
 
     python bench/local_attention_gpu.py [--out FILE] [--lengths 7500,22500,135000]
     python bench/local_attention_gpu.py --lengths 11250,22500,45000 --full-at 0 --repeats 3
         (the portable path on a CPU, up to 60 minutes)
+    python bench/local_attention_gpu.py --quick    (the 16-bit kernels alone)
 
 Prints one JSON object and writes it to --out (default $OUT/local_attention_gpu.json when
 OUT is set, else bench/results/local_attention_gpu.json).
