@@ -51,13 +51,12 @@ def padded_length(frames: int) -> int:
 class FixedShapeCache:
     """One layer's settled state, in arrays whose shapes never change."""
 
-    keys: mx.array  # (1, H, left, head_dim), oldest first
-    values: mx.array
+    key_values: mx.array  # (1, 2, H, left, head_dim): keys then values, oldest first
     conv: mx.array  # (1, radius, channels), zeros before the stream's start
     filled: int = 0  # how many of the `left` slots hold a settled frame
 
     def arrays(self) -> list[mx.array]:
-        return [self.keys, self.values, self.conv]
+        return [self.key_values, self.conv]
 
 
 def _linear(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
@@ -90,8 +89,7 @@ def _make_step(shape: _Shape):
 
     def step(
         x,  # (1, T, d), padded frames zero
-        keys,  # (1, H, P, D)
-        values,
+        key_values,  # (1, 2, H, P, D)
         conv,  # (1, radius, d)
         frame_valid,  # (T,) bool: real frames
         key_bias,  # (P + T,) 0 for real keys, -inf for empty slots and padding
@@ -118,10 +116,10 @@ def _make_step(shape: _Shape):
         h = _layer_norm(x, att_nw, att_nb, eps)
         qkv = _linear(h, w_qkv, b_qkv).reshape(b, t, 3, heads, head_dim)
         q = qkv[:, :, 0]
-        k = qkv[:, :, 1].transpose(0, 2, 1, 3)
-        v = qkv[:, :, 2].transpose(0, 2, 1, 3)
-        all_keys = mx.concatenate([keys, k], axis=2)
-        all_values = mx.concatenate([values, v], axis=2)
+        # keys and values side by side: one copy joins both to the cache, one gather
+        # settles both
+        all_kv = mx.concatenate([key_values, qkv[:, :, 1:].transpose(0, 2, 3, 1, 4)], axis=3)
+        all_keys, all_values = all_kv[:, 0], all_kv[:, 1]
         q_u = (q + bias_u).transpose(0, 2, 1, 3)
         q_v = (q + bias_v).transpose(0, 2, 1, 3)
         by_distance = q_v @ positions  # (1, H, T, L+R+1)
@@ -147,10 +145,9 @@ def _make_step(shape: _Shape):
 
         x = x + 0.5 * feed_forward(x, ff2_nw, ff2_nb, ff2_w1, ff2_b1, ff2_w2, ff2_b2)
         x = mx.where(valid, _layer_norm(x, out_nw, out_nb, eps), 0)
-        new_keys = mx.take(all_keys, take_keys, axis=2)
-        new_values = mx.take(all_values, take_keys, axis=2)
+        new_kv = mx.take(all_kv, take_keys, axis=3)
         new_conv = mx.take(inputs, take_conv, axis=1)
-        return x, new_keys, new_values, new_conv
+        return x, new_kv, new_conv
 
     return step
 
@@ -160,7 +157,7 @@ CONSTANTS = 7  # the inputs of `step` after the caches that every layer shares
 
 def _make_encoder_step(step, layers: int):
     """All layers in one function (one compiled call per update): inputs x, the shared
-    constants, then per layer its keys, values and convolution inputs and its weights;
+    constants, then per layer its keys and values, convolution inputs and weights;
     outputs x and the layers' new caches."""
 
     def encoder_step(x, *inputs):
@@ -168,9 +165,9 @@ def _make_encoder_step(step, layers: int):
         per_layer = len(rest) // layers
         states = []
         for i in range(layers):
-            keys, values, conv, *weights = rest[i * per_layer : (i + 1) * per_layer]
-            x, keys, values, conv = step(x, keys, values, conv, *constants, *weights)
-            states += [keys, values, conv]
+            key_values, conv, *weights = rest[i * per_layer : (i + 1) * per_layer]
+            x, key_values, conv = step(x, key_values, conv, *constants, *weights)
+            states += [key_values, conv]
         return (x, *states)
 
     return encoder_step
@@ -274,8 +271,7 @@ class CompiledStreamingEncoder:
         channels = self.heads * self.head_dim
         return [
             FixedShapeCache(
-                keys=mx.zeros((1, self.heads, left, self.head_dim), self.dtype),
-                values=mx.zeros((1, self.heads, left, self.head_dim), self.dtype),
+                key_values=mx.zeros((1, 2, self.heads, left, self.head_dim), self.dtype),
                 conv=mx.zeros((1, self.radius, channels), self.dtype),
             )
             for _ in self.encoder.layers
@@ -306,10 +302,10 @@ class CompiledStreamingEncoder:
         )
         inputs = [x, *constants]
         for cache, weights in zip(caches, self.weights(context), strict=True):
-            inputs += [cache.keys, cache.values, cache.conv, *weights]
+            inputs += [cache.key_values, cache.conv, *weights]
         x, *states = self._step(*inputs)
         for i, cache in enumerate(caches):
-            cache.keys, cache.values, cache.conv = states[3 * i : 3 * i + 3]
+            cache.key_values, cache.conv = states[2 * i : 2 * i + 2]
             cache.filled = min(left, filled + settle)
         return x[:, :t]
 
