@@ -46,18 +46,7 @@ def _gemm():
         function = ctypes.CDLL(blas._loaded).cblas_gemm_bf16bf16f32
     except (OSError, AttributeError):
         return None
-    function.restype = None
-    function.argtypes = [ctypes.c_int] * 6 + [
-        ctypes.c_float,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_float,
-        ctypes.c_void_p,
-        ctypes.c_int,
-    ]
-    return function
+    return blas.declare_cblas_gemm(function)
 
 
 def available() -> bool:

@@ -43,5 +43,22 @@ def load_fast_blas() -> str | None:
     return _loaded
 
 
+def declare_cblas_gemm(function: ctypes._CFuncPtr) -> ctypes._CFuncPtr:
+    """Declares the arguments of one of MKL's `cblas_*gemm*` functions (layout, transa,
+    transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), to be called with pointers."""
+    function.restype = None
+    function.argtypes = [ctypes.c_int] * 6 + [
+        ctypes.c_float,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_float,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
+    return function
+
+
 def blas_in_use() -> str:
     return os.path.basename(_loaded) if _loaded else "reference"

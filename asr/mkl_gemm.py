@@ -33,17 +33,7 @@ def _library() -> ctypes.CDLL | None:
         library.MKL_Set_Num_Threads_Local.argtypes = [ctypes.c_int]
     except (OSError, AttributeError):
         return None
-    sgemm.restype = None
-    sgemm.argtypes = [ctypes.c_int] * 6 + [
-        ctypes.c_float,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_float,
-        ctypes.c_void_p,
-        ctypes.c_int,
-    ]
+    blas.declare_cblas_gemm(sgemm)
     return library
 
 

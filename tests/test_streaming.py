@@ -61,9 +61,11 @@ def test_streaming_features_equal_offline(blocks):
 
 @pytest.mark.parametrize("family", ["tdt-local", "rnnt", "ctc"])
 @pytest.mark.parametrize("block", [1600, 777])
-def test_full_depth_with_offline_statistics_equals_offline(nemo_models, family, block):
+@pytest.mark.parametrize("compiled", [False, True], ids=["layers", "compiled"])
+def test_full_depth_with_offline_statistics_equals_offline(nemo_models, family, block, compiled):
     """The exactness mode: depth covering every layer, the recording's own normalization
-    statistics: the stream's final tokens are offline local attention's, times included."""
+    statistics: the stream's final tokens are offline local attention's, times included,
+    with the layers as they are and compiled (asr.compiled_streaming)."""
     model = nemo_models[family]
     audio = recording(repeats=2)
     saved = model.encoder.attention_context
@@ -76,6 +78,7 @@ def test_full_depth_with_offline_statistics_equals_offline(nemo_models, family, 
             block,
             depth=len(model.encoder.layers),
             feature_stats=offline_statistics(model, audio),
+            compiled=compiled,
         )
     finally:
         if saved is None:
@@ -87,6 +90,7 @@ def test_full_depth_with_offline_statistics_equals_offline(nemo_models, family, 
         [t.start for t in offline.tokens], abs=1e-6
     )
     assert s.draft_tokens == []
+    assert (s._compiled_encoder is not None) == compiled
 
 
 def test_tdt_local_fixture_streams_exactly_at_its_own_context(nemo_models):
