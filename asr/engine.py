@@ -364,11 +364,14 @@ def bf16_weights_pay_off(model) -> bool:
 
 
 def prepare_streaming(model) -> None:
-    """Makes ahead of time what the engine's streams will need (the numpy layers with
-    bfloat16 weights, where they pay off: seconds for a large model), so that the first
-    recording starts at once. Optional; call it off the UI thread."""
+    """Makes ahead of time what the engine's streams will need, so that the first recording
+    starts at once: the numpy layers with bfloat16 weights where they pay off (seconds for
+    a large model), and on a GPU the streaming kernels (about a minute the first time on a
+    new machine, longer than the engine's queue holds audio; seconds once MLX has them on
+    disk). Optional; call it off the UI thread."""
     if bf16_weights_pay_off(model):
         numpy_streaming_encoder(model.encoder)
+    warm_up_streaming(model, model.stream_context, 1)
 
 
 def _one_line(error: BaseException) -> str:

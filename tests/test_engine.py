@@ -249,3 +249,41 @@ def test_a_small_compute_share_gathers_audio_and_commands_never_wait():
     assert finals[-1].end > 7.5  # finish made the last words final
     engine.stop()
     assert events.stopped.wait(30)
+
+
+def test_preparing_a_model_warms_a_gpu_up_once_per_thread(nemo_models, monkeypatch):
+    """On a GPU, loading a model (tui.model_loading calls prepare_streaming) also runs the
+    warm-up stream that compiles the streaming kernels: a minute the first time on a new
+    machine, more audio than the engine's queue holds. Once per thread: an engine's own
+    thread still warms up its own (CUDA graphs are per thread). Here the GPU's need is
+    pretended; the stream itself runs on the CPU."""
+    from asr import warmup
+    from asr.engine import prepare_streaming
+    from asr.threads import release_thread_streams
+
+    model = nemo_models["rnnt"]
+    before = model.encoder.attention_context
+    settings = []
+    stream = model.transcribe_stream
+
+    def counting_stream(context_size=None, depth=1, **kwargs):
+        settings.append((tuple(context_size), depth))
+        return stream(context_size, depth, **kwargs)
+
+    monkeypatch.setattr(warmup, "needs_warm_up", lambda: True)
+    monkeypatch.setattr(model, "transcribe_stream", counting_stream)
+    prepare_streaming(model)
+    prepare_streaming(model)
+    assert settings == [(model.stream_context, 1)]
+    assert model.encoder.attention_context == before
+
+    def other_thread():
+        try:
+            prepare_streaming(model)
+        finally:
+            release_thread_streams()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(120)
+    assert len(settings) == 2
