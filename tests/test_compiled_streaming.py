@@ -70,3 +70,18 @@ def test_windows_are_padded_to_few_lengths():
     # half-second blocks give windows of about 26 frames: one shape for all of them
     assert padded_length(25) == padded_length(27) == 32
     assert len(lengths) <= 16
+
+
+def test_a_context_change_gives_the_plain_layers_text(nemo_models):
+    """The compiled layers after set_context use the new context's band and caches."""
+    model = nemo_models["tdt"]
+    audio = recording()
+    texts = []
+    for compiled in (False, True):
+        with model.transcribe_stream((16, 16), compiled=compiled) as s:
+            s.add_audio(audio[: len(audio) // 2])
+            s.set_context((8, 4), depth=2)
+            s.add_audio(audio[len(audio) // 2 :])
+        texts.append([(t.id, t.start) for t in s.finalized_tokens])
+    assert texts[1] == texts[0]
+    assert len(texts[0]) > 10
