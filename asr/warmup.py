@@ -2,12 +2,13 @@
 
 MLX's CUDA backend compiles its kernels at their first use (the 0.6b model's compiled
 streaming layers took about 70 s on a fresh H200, 4 s in later processes, which find them
-on disk), and each thread records
-its own CUDA graphs: the first dozen updates of a new thread take about half a second each
-where later ones take 30 ms. The engine's thread runs a throwaway stream over a few
-seconds of quiet first, so that this happens before the first live update (audio that
-arrives meanwhile waits in the engine's queue) instead of as a lag at the start of a
-recording. Elsewhere nothing is compiled or recorded, and nothing is done.
+on disk), and each thread records its own CUDA graphs: the first dozen updates of a new
+thread take about half a second each where later ones take 25 ms. A throwaway stream over
+a few seconds of quiet makes this happen before the first live update instead of as a lag
+at the start of a recording: on the model-loading thread (asr.engine.prepare_streaming, for
+the compiling) and on the engine's thread (for its graphs; audio that arrives meanwhile
+waits in the engine's queue). Elsewhere nothing is compiled or recorded, and nothing is
+done.
 """
 
 from __future__ import annotations
