@@ -31,12 +31,13 @@ def windows(encoder, context, seed=0, count=8):
     for _ in range(count):
         t = int(rng.integers(1, 40))
         settle = max(0, t - int(rng.integers(0, 12)))
-        x = mx.array(rng.standard_normal((1, t, d)).astype(np.float32))
+        x = mx.array(rng.standard_normal((1, t, d)).astype(np.float32)).astype(compiled.dtype)
         y = x
         for layer, cache in zip(encoder.layers, plain_caches, strict=True):
             y = layer.stream(y, cache, settle)
         ours = compiled(x, compiled_caches, settle, context)
-        yield np.array(ours[0]), np.array(y[0])
+        assert ours.dtype == y.dtype == compiled.dtype
+        yield np.array(ours[0].astype(mx.float32)), np.array(y[0].astype(mx.float32))
 
 
 @pytest.mark.parametrize("folder, context", MODELS)
@@ -85,3 +86,13 @@ def test_a_context_change_gives_the_plain_layers_text(nemo_models):
         texts.append([(t.id, t.start) for t in s.finalized_tokens])
     assert texts[1] == texts[0]
     assert len(texts[0]) > 10
+
+
+def test_compiled_layers_in_bfloat16_stay_close_to_the_plain_layers():
+    """A GPU's default dtype: the masks and the softmax stay float32, the rest bfloat16."""
+    folder, context = MODELS[1]
+    model = asr.from_pretrained(str(folder), dtype=mx.bfloat16)
+    model.encoder.set_attention_model("rel_pos_local_attn", context)
+    for ours, theirs in windows(model.encoder, context, count=4):
+        assert np.isfinite(ours).all()
+        assert np.abs(ours - theirs).max() <= 0.02 * np.abs(theirs).max()
