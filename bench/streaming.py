@@ -3,9 +3,12 @@ takes to appear as a draft and as final text, over several context/depth setting
 
 The full parakeet-tdt-0.6b architecture with random weights calibrated to speech-like token
 rates (see bench/offline.py), speech from espeak-ng, fed in 0.5 s blocks at real-time pace
-into the engine thread, as a microphone would.
+into the engine thread, as a microphone would. Compute is also split into the encoder's
+and the decoder's parts (the rest is features and bookkeeping).
 
     python bench/streaming.py [--minutes 5] [--settings 256,16,1 256,16,2 ...]
+    python bench/streaming.py --minutes 1 --settings 256,16,1 256,16,1,eager --no-pace
+        (a GPU: the compiled layers beside the plain ones)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from asr.engine import (  # noqa: E402
     TranscriptionEngine,
     bf16_weights_pay_off,
 )
+from asr.streaming import StreamingParakeet  # noqa: E402
 
 BLOCK_SECONDS = 0.5
 
@@ -70,6 +74,39 @@ class Timeline:
             self.stopped.set()
 
 
+class StageTimes:
+    """Seconds the streams spend in the encoder and in the decoder, while in a `with`
+    (StreamingParakeet's two methods are wrapped with timers for that long)."""
+
+    METHODS = {"encoder": "_encode", "decoder": "_decode"}
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.METHODS, 0.0)
+        self._originals: dict[str, object] = {}
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(self.METHODS, 0.0)
+
+    def __enter__(self) -> StageTimes:
+        for stage, name in self.METHODS.items():
+            original = getattr(StreamingParakeet, name)
+            self._originals[name] = original
+
+            def timed(stream, *args, _original=original, _stage=stage):
+                started = time.perf_counter()
+                try:
+                    return _original(stream, *args)
+                finally:
+                    self.seconds[_stage] += time.perf_counter() - started
+
+            setattr(StreamingParakeet, name, timed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, original in self._originals.items():
+            setattr(StreamingParakeet, name, original)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
@@ -83,6 +120,11 @@ def run_setting(
     bf16_weights: bool | None = None,
     compiled: bool | None = None,
 ) -> dict:
+    with StageTimes() as stages:
+        return _run_setting(model, audio, context, depth, pace, bf16_weights, compiled, stages)
+
+
+def _run_setting(model, audio, context, depth, pace, bf16_weights, compiled, stages) -> dict:
     rate = model.preprocessor_config.sample_rate
     block = int(BLOCK_SECONDS * rate)
     timeline = Timeline()
@@ -96,6 +138,7 @@ def run_setting(
     ).start()
     engine.wait_idle(600)  # ready: its stream made (and bfloat16 weights, where used)
     timeline.start_wall = time.perf_counter()
+    stages.reset()  # from here on: not the warm-up
     fed_at: list[float] = []
     for i, first in enumerate(range(0, len(audio), block)):
         due = timeline.start_wall + (i + 1) * BLOCK_SECONDS  # the block's audio has ended
@@ -132,6 +175,8 @@ def run_setting(
         "audio_seconds": seconds,
         "updates": len(progress),
         "compute_per_audio_second": compute / seconds,
+        "encoder_per_audio_second": stages.seconds["encoder"] / seconds,
+        "decoder_per_audio_second": stages.seconds["decoder"] / seconds,
         "max_lag_seconds": max(lags) if lags else None,
         "lag_last_minute_max": max(
             (p.lag_seconds for p in progress if p.audio_seconds > seconds - 60), default=None
