@@ -196,9 +196,9 @@ class Conformer(nn.Module):
         pos_emb = relative_position_embedding(t, self.args.d_model, context)
         pos_emb = pos_emb.astype(x.dtype)
         weights = self.layers[0].self_attn.linear_q.weight if self.layers else x
-        if context is None and cpu_path.usable(x, weights):
+        if cpu_path.usable(x, weights):
             padded = lengths if frame_mask is not None else None
-            return cpu_encoder.run_layers(self, x, pos_emb, padded), lengths
+            return cpu_encoder.run_layers(self, x, pos_emb, padded, context), lengths
         saved = self.attention_context
         self._use_context(context)
         try:

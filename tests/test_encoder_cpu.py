@@ -1,6 +1,6 @@
 """The encoder's numpy/MKL path on the CPU (asr.cpu_encoder, asr.cpu_subsampling) against
-MLX's own layers, which stay the reference: same features, same padded-batch behaviour, and
-MLX wherever the fast path's requirements are missing."""
+MLX's own layers, which stay the reference: same features with full and local attention, same
+padded-batch behaviour, and MLX wherever the fast path's requirements are missing."""
 
 from __future__ import annotations
 
@@ -96,21 +96,46 @@ def test_padded_batch_gives_each_item_exactly_its_own_result():
         assert not np.array(features[i, n:]).any()  # padding comes out as zeros
 
 
-def test_other_dtypes_and_local_attention_keep_mlx(monkeypatch):
+@pytest.mark.parametrize("context", [(8, 8), (24, 8), (5, 0), (300, 300)], ids=str)
+@pytest.mark.parametrize("frames", [9, 160, 2403])
+def test_local_attention_matches_the_mlx_layers(context, frames, monkeypatch):
+    """Bands shorter and longer than a block of queries (asr.cpu_encoder.BAND_BLOCK),
+    asymmetric (NeMo's shifted position terms), causal, and wider than the input."""
+    encoder = random_encoder()
+    encoder.set_attention_model("rel_pos_local_attn", context)
+    mel = mx.random.normal((1, frames, 80), key=mx.random.key(frames))
+    fast, reference = both_paths(encoder, mel, monkeypatch=monkeypatch)
+    assert fast.shape == reference.shape
+    assert np.abs(fast - reference).max() < 2e-5 * max(1.0, np.abs(reference).max())
+
+
+def test_local_attention_padded_batch_gives_each_item_its_own_result():
+    encoder = random_encoder()
+    encoder.set_attention_model("rel_pos_local_attn", (16, 4))
+    sizes = [1203, 77]
+    mels = [mx.random.normal((n, 80), key=mx.random.key(n)) for n in sizes]
+    batch = mx.stack([mx.pad(m, [(0, max(sizes) - len(m)), (0, 0)]) for m in mels])
+    features, lengths = encoder(batch, mx.array(sizes))
+    for i, mel in enumerate(mels):
+        alone, _ = encoder(mel[None])
+        n = int(lengths[i])
+        assert np.array_equal(np.array(features[i, :n]), np.array(alone[0]))
+        assert not np.array(features[i, n:]).any()
+
+
+def test_other_dtypes_keep_mlx(monkeypatch):
     encoder = random_encoder()
     mel = mx.random.normal((1, 120, 80), key=mx.random.key(1))
     calls = []
     monkeypatch.setattr("asr.cpu_encoder.run_layers", lambda *a: calls.append("layers") or a[1])
-    encoder.set_attention_model("rel_pos_local_attn", (8, 8))
-    encoder(mel)
-    assert calls == []
-    encoder.set_attention_model("rel_pos")
     encoder.set_dtype(mx.bfloat16)
     encoder(mel.astype(mx.bfloat16))
     assert calls == []
     encoder.set_dtype(mx.float32)
     encoder(mel)
-    assert calls == ["layers"]
+    encoder.set_attention_model("rel_pos_local_attn", (8, 8))
+    encoder(mel)
+    assert calls == ["layers", "layers"]
 
 
 @pytest.mark.parametrize("cores", [1, 3])
