@@ -23,6 +23,7 @@ from .alignment import sentences_to_result, tokens_to_sentences
 from .cache import LayerCache
 from .compiled_streaming import compile_pays_off, compiled_streaming_encoder
 from .cpu_streaming import numpy_streaming_encoder
+from .cuda_streaming import cuda_streaming_encoder
 from .decoding.config import DecodingConfig
 from .decoding.greedy import Hypothesis
 from .results import AlignedResult, AlignedToken
@@ -91,11 +92,12 @@ class StreamingParakeet:
         self.model = model
         # bfloat16 weights: the layers run in numpy (asr.cpu_streaming)
         self._numpy_encoder = numpy_streaming_encoder(model.encoder) if bf16_weights else None
-        # else compiled MLX layers with fixed-shape caches (asr.compiled_streaming)
+        # else fixed-shape caches and one compiled call per update: our CUDA kernels on an
+        # NVIDIA GPU (asr.cuda_streaming), MLX's layers elsewhere (asr.compiled_streaming)
+        use_compiled = compile_pays_off() if compiled is None else compiled
         self._compiled_encoder = (
-            compiled_streaming_encoder(model.encoder)
-            if (compile_pays_off() if compiled is None else compiled)
-            and self._numpy_encoder is None
+            cuda_streaming_encoder(model.encoder) or compiled_streaming_encoder(model.encoder)
+            if use_compiled and self._numpy_encoder is None
             else None
         )
         self.context_size = _checked_context(context_size)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 from offline import make_audio, make_checkpoint  # noqa: E402  (imports asr first)
 
 import asr  # noqa: E402
+from asr import cuda_streaming  # noqa: E402
 from asr.audio import load_audio  # noqa: E402
 from asr.blas import blas_in_use  # noqa: E402
 from asr.compiled_streaming import compile_pays_off  # noqa: E402
@@ -124,6 +125,17 @@ def run_setting(
         return _run_setting(model, audio, context, depth, pace, bf16_weights, compiled, stages)
 
 
+def layers_kind(model, compiled: bool | None, bf16_weights: bool | None) -> str:
+    """Which streaming layers a setting runs (asr.streaming picks them the same way)."""
+    if bf16_weights_pay_off(model) if bf16_weights is None else bf16_weights:
+        return "numpy, bfloat16 weights (asr.cpu_streaming)"
+    if not (compile_pays_off() if compiled is None else compiled):
+        return "MLX layers, one by one"
+    if cuda_streaming.supports(model.encoder):
+        return "CUDA kernels (asr.cuda_streaming)"
+    return "MLX compiled (asr.compiled_streaming)"
+
+
 def _run_setting(model, audio, context, depth, pace, bf16_weights, compiled, stages) -> dict:
     rate = model.preprocessor_config.sample_rate
     block = int(BLOCK_SECONDS * rate)
@@ -172,6 +184,7 @@ def _run_setting(model, audio, context, depth, pace, bf16_weights, compiled, sta
         "depth": depth,
         "bf16_weights": bf16_weights_pay_off(model) if bf16_weights is None else bf16_weights,
         "compiled": compile_pays_off() if compiled is None else compiled,
+        "encoder_layers": layers_kind(model, compiled, bf16_weights),
         "audio_seconds": seconds,
         "updates": len(progress),
         "compute_per_audio_second": compute / seconds,
