@@ -21,7 +21,7 @@ import numpy as np
 
 from .alignment import sentences_to_result, tokens_to_sentences
 from .cache import LayerCache
-from .compiled_streaming import compile_pays_off, compiled_streaming_encoder
+from .compiled_streaming import compile_pays_off, compiled_streaming_encoder, padded_length
 from .cpu_streaming import numpy_streaming_encoder
 from .cuda_streaming import cuda_streaming_encoder
 from .decoding.config import DecodingConfig
@@ -265,7 +265,7 @@ class StreamingParakeet:
 
         start = self._settled
         settle = ready - start if final else max(0, ready - self.drop_size - start)
-        features = self._encode(start, ready, settle)
+        features = self._encode(start, ready, settle, final)
         new_final = self._decode_settled(features[:settle], start)
         self.finalized_tokens += new_final
         self.draft_tokens = [] if final else self._decode_draft(features[settle:], start + settle)
@@ -275,13 +275,20 @@ class StreamingParakeet:
         self._raw_mel_start = keep_from
         return StreamUpdate(new_final, self.draft_tokens, self.audio_seconds)
 
-    def _encode(self, start: int, ready: int, settle: int) -> mx.array:
+    def _encode(self, start: int, ready: int, settle: int, final: bool) -> mx.array:
         """Encoder output (T, d) of frames [start, ready); the caches take the first
         `settle` of them."""
         encoder = self.model.encoder
         factor = self.model.encoder_config.subsampling_factor
         first_mel = max(0, factor * start - 2 * factor)
-        mel = mx.array(self._normalized(first_mel))[None].astype(self.model.dtype)
+        mel = self._normalized(first_mel)
+        if self._compiled_encoder is not None and not final:
+            # The subsampling sees few shapes too (a GPU makes convolution plans per shape,
+            # and a window grows for seconds when the right context is long). Zeros after
+            # the end reach no frame before `ready`.
+            frames = factor * padded_length(-(-len(mel) // factor))
+            mel = np.pad(mel, ((0, frames - len(mel)), (0, 0)))
+        mel = mx.array(mel)[None].astype(self.model.dtype)
         x = encoder.pre_encode.out(encoder.pre_encode._convolve(mel))
         skip = start - first_mel // factor
         x = x[:, skip : skip + ready - start] * encoder.xscale

@@ -96,3 +96,18 @@ def test_compiled_layers_in_bfloat16_stay_close_to_the_plain_layers():
     for ours, theirs in windows(model.encoder, context, count=4):
         assert np.isfinite(ours).all()
         assert np.abs(ours - theirs).max() <= 0.02 * np.abs(theirs).max()
+
+
+def test_zeros_after_the_mel_end_reach_no_ready_frame(nemo_models):
+    """Compiled streams pad a window's mel frames to few lengths: the subsampled frames a
+    stream takes from a window (those before mel_frames // factor) must not change."""
+    encoder = nemo_models["tdt"].encoder
+    factor = nemo_models["tdt"].encoder_config.subsampling_factor
+    mel = np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32)
+    for frames in range(9, 300, 13):
+        ready = frames // factor
+        plain = encoder.pre_encode._convolve(mx.array(mel[None, :frames]))
+        target = factor * padded_length(-(-frames // factor))
+        padded = np.pad(mel[:frames], ((0, target - frames), (0, 0)))
+        ours = encoder.pre_encode._convolve(mx.array(padded[None]))
+        assert np.array_equal(np.array(ours[:, :ready]), np.array(plain[:, :ready]))

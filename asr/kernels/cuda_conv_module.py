@@ -14,8 +14,8 @@ import mlx.core as mx
 
 from .cuda_common import HEADER
 
-THREADS = 128
-ROWS = 16  # output frames per block
+THREADS = 64
+ROWS = 4  # output frames per block: few, so that a short window still makes many blocks
 
 # Template: T, C (channels), R (radius), ROWS. h (NQ, 2C) the first pointwise product;
 # conv (R, C) cached gated inputs; weight (2R+1, C), bias (C) float32 with the batch norm

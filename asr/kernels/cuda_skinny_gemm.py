@@ -19,7 +19,7 @@ import mlx.core as mx
 
 from .cuda_tensor_core import MMA_HEADER
 
-MAX_WARPS = 4
+MAX_WARPS = 16  # 8 with wide column tiles: the partial tiles must fit in 48 KB
 ROW_TILES = 2  # MT: 32 rows per block
 
 SOURCE = r"""
@@ -145,9 +145,12 @@ def supports(x: mx.array, w: mx.array) -> bool:
     )
 
 
-def warps_for(k: int) -> int:
-    """The warps that split an inner size k: as many as divide it into 32s, up to 4."""
-    return next(w for w in (MAX_WARPS, 2, 1) if k % (32 * w) == 0)
+def warps_for(k: int, column_tiles: int) -> int:
+    """The warps that split an inner size k: as many as divide it into 32s, up to 16 (8
+    for wide tiles). A block's warps are all the loads in flight on its SM, and these
+    products are too small to fill the GPU with blocks."""
+    cap = MAX_WARPS if column_tiles <= 2 else MAX_WARPS // 2
+    return next(w for w in (16, 8, 4, 2, 1) if w <= cap and k % (32 * w) == 0)
 
 
 def column_tiles(n: int) -> int:
@@ -173,7 +176,7 @@ def skinny_linear(
     m = x.shape[0]
     n, k = w.shape
     nb = column_tiles(n)
-    warps = warps_for(k)
+    warps = warps_for(k, nb)
     rows = 16 * ROW_TILES
     placeholder = mx.zeros((1,), x.dtype)
     (out,) = _compiled()(

@@ -15,13 +15,14 @@ import mlx.core as mx
 
 from .cuda_common import HEADER
 
-THREADS = 128
+THREADS = 256
 
 # Template: T, H, D, P (cached frames), W (band width L + R + 1).
 # qkv (NQ, 3, H, D); kv (2, H, P, D); bias_u, bias_v (H, D); positions (H, W, D);
 # key_bias (P + NQ) float, 0 or -inf; counts int32 [real frames, settle]; params [scale].
 SOURCE = r"""
 constexpr int NW = THREADS / 32;
+constexpr int DC = (D + 127) / 128;  // chunks of 4 elements per lane for a row of values
 const int NQ = qkv_shape[0];
 const int qi = blockIdx.x;
 const int h = blockIdx.y;
@@ -49,6 +50,7 @@ __shared__ float qu[D];
 __shared__ float qv[D];
 __shared__ float scores[W];
 __shared__ float reduce[NW];
+__shared__ float partial[NW][D];
 const T* q = qkv + (size_t)qi * qkv_row + (size_t)h * D;
 for (int d = tid; d < D; d += THREADS) {
   const float x = la_to_float(q[d]);
@@ -57,24 +59,28 @@ for (int d = tid; d < D; d += THREADS) {
 }
 __syncthreads();
 
+// Scores: a thread per key, its row and its position row read whole (all loads in flight).
 const float scale = params[0];
 const float NEG_INF = -cuda::std::numeric_limits<float>::infinity();
 const T* pos = positions + (size_t)h * W * D;
-for (int c = warp; c < W; c += NW) {
+for (int c = tid; c < W; c += THREADS) {
   const int j = qi + c;
   float s = NEG_INF;
-  if (j < P + NQ && key_bias[j] == 0.f) {  // warp-uniform
+  if (j < P + NQ && key_bias[j] == 0.f) {
     const T* k = key_row(j, 0);
     const T* p = pos + (size_t)c * D;
     float dot = 0.f;
-    for (int d = lane; d < D; d += 32) {
-      dot += qu[d] * la_to_float(k[d]) + qv[d] * la_to_float(p[d]);
+#pragma unroll 8
+    for (int d = 0; d < D; d += 4) {
+      float kf[4], pf[4];
+      la_load4(k + d, kf);
+      la_load4(p + d, pf);
+      dot += qu[d] * kf[0] + qu[d + 1] * kf[1] + qu[d + 2] * kf[2] + qu[d + 3] * kf[3];
+      dot += qv[d] * pf[0] + qv[d + 1] * pf[1] + qv[d + 2] * pf[2] + qv[d + 3] * pf[3];
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
     s = dot * scale;
   }
-  if (lane == 0) scores[c] = s;
+  scores[c] = s;
 }
 __syncthreads();
 
@@ -105,13 +111,41 @@ for (int c = tid; c < W; c += THREADS) {
 sum = block_reduce(sum, false);  // its barriers also publish the exponentials
 const float inv = sum > 0.f ? 1.f / sum : 0.f;
 
+// Values: each warp sums every NW-th key, a lane 4 elements of the row (masked keys add 0);
+// then the warps' sums are added.
 const int last = min(W, P + NQ - qi);
+float acc[DC][4];
+#pragma unroll
+for (int ch = 0; ch < DC; ++ch) acc[ch][0] = acc[ch][1] = acc[ch][2] = acc[ch][3] = 0.f;
+#pragma unroll 4
+for (int c = warp; c < last; c += NW) {
+  const float p = scores[c];
+  const T* v = key_row(qi + c, 1);
+#pragma unroll
+  for (int ch = 0; ch < DC; ++ch) {
+    const int d = 128 * ch + 4 * lane;
+    if (d < D) {
+      float vf[4];
+      la_load4(v + d, vf);
+      acc[ch][0] += p * vf[0]; acc[ch][1] += p * vf[1];
+      acc[ch][2] += p * vf[2]; acc[ch][3] += p * vf[3];
+    }
+  }
+}
+#pragma unroll
+for (int ch = 0; ch < DC; ++ch) {
+  const int d = 128 * ch + 4 * lane;
+  if (d < D) {
+    partial[warp][d] = acc[ch][0]; partial[warp][d + 1] = acc[ch][1];
+    partial[warp][d + 2] = acc[ch][2]; partial[warp][d + 3] = acc[ch][3];
+  }
+}
+__syncthreads();
 for (int d = tid; d < D; d += THREADS) {
-  float acc = 0.f;
-  // masked keys add 0: no branch, so the loads of several keys can be in flight at once
-#pragma unroll 8
-  for (int c = 0; c < last; ++c) acc += scores[c] * la_to_float(key_row(qi + c, 1)[d]);
-  out[(size_t)qi * H * D + (size_t)h * D + d] = static_cast<T>(acc * inv);
+  float o = 0.f;
+#pragma unroll
+  for (int w2 = 0; w2 < NW; ++w2) o += partial[w2][d];
+  out[(size_t)qi * H * D + (size_t)h * D + d] = static_cast<T>(o * inv);
 }
 """
 
