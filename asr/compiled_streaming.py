@@ -155,18 +155,18 @@ def _make_step(shape: _Shape):
 CONSTANTS = 7  # the inputs of `step` after the caches that every layer shares
 
 
-def _make_encoder_step(step, layers: int):
-    """All layers in one function (one compiled call per update): inputs x, the shared
-    constants, then per layer its keys and values, convolution inputs and weights;
-    outputs x and the layers' new caches."""
+def make_encoder_step(step, layers: int, constants: int = CONSTANTS):
+    """All layers in one function (one compiled call per update): inputs x, the
+    `constants` every layer shares, then per layer its keys and values, convolution inputs
+    and weights; outputs x and the layers' new caches."""
 
     def encoder_step(x, *inputs):
-        constants, rest = inputs[:CONSTANTS], inputs[CONSTANTS:]
+        shared, rest = inputs[:constants], inputs[constants:]
         per_layer = len(rest) // layers
         states = []
         for i in range(layers):
             key_values, conv, *weights = rest[i * per_layer : (i + 1) * per_layer]
-            x, key_values, conv = step(x, key_values, conv, *constants, *weights)
+            x, key_values, conv = step(x, key_values, conv, *shared, *weights)
             states += [key_values, conv]
         return (x, *states)
 
@@ -182,29 +182,39 @@ def _pointwise(conv) -> tuple[mx.array, mx.array]:
     return weight, _bias(conv, weight.shape[0], weight.dtype)
 
 
+def feed_forward_weights(norm, module) -> tuple[mx.array, ...]:
+    """A feed-forward module's norm, products and biases (zeros where it has none)."""
+    d_ff, d = module.linear1.weight.shape
+    dtype = module.linear1.weight.dtype
+    return (
+        norm.weight, norm.bias,
+        module.linear1.weight, _bias(module.linear1, d_ff, dtype),
+        module.linear2.weight, _bias(module.linear2, d, dtype),
+    )  # fmt: skip
+
+
+def attention_weights(block, positions: mx.array) -> tuple[mx.array, ...]:
+    """The attention module's norm, one product for queries, keys and values, the output
+    product, the position biases, and the band's projected `positions`."""
+    att = block.self_attn
+    d = att.linear_q.weight.shape[0]
+    dtype = att.linear_q.weight.dtype
+    projections = (att.linear_q, att.linear_k, att.linear_v)
+    return (
+        block.norm_self_att.weight, block.norm_self_att.bias,
+        mx.concatenate([m.weight for m in projections]),
+        mx.concatenate([_bias(m, d, dtype) for m in projections]),
+        att.linear_out.weight, _bias(att.linear_out, d, dtype),
+        att.pos_bias_u.astype(dtype), att.pos_bias_v.astype(dtype), positions,
+    )  # fmt: skip
+
+
 def _layer_weights(block, context: AttentionContext) -> tuple[mx.array, ...]:
     """The arrays `step` unpacks, in its order, for one ConformerBlock and context."""
-
-    def ff(norm, module):
-        d_ff, d = module.linear1.weight.shape
-        dtype = module.linear1.weight.dtype
-        return (
-            norm.weight, norm.bias,
-            module.linear1.weight, _bias(module.linear1, d_ff, dtype),
-            module.linear2.weight, _bias(module.linear2, d, dtype),
-        )  # fmt: skip
-
     att, conv = block.self_attn, block.conv
     d = att.linear_q.weight.shape[0]
     dtype = att.linear_q.weight.dtype
-    attention = (
-        block.norm_self_att.weight, block.norm_self_att.bias,
-        # one product for queries, keys and values
-        mx.concatenate([att.linear_q.weight, att.linear_k.weight, att.linear_v.weight]),
-        mx.concatenate([_bias(m, d, dtype) for m in (att.linear_q, att.linear_k, att.linear_v)]),
-        att.linear_out.weight, _bias(att.linear_out, d, dtype),
-        att.pos_bias_u, att.pos_bias_v, att.projected_positions(context),
-    )  # fmt: skip
+    attention = attention_weights(block, att.projected_positions(context))
     bn = conv.batch_norm
     dw = conv.depthwise_conv
     convolution = (
@@ -215,10 +225,10 @@ def _layer_weights(block, context: AttentionContext) -> tuple[mx.array, ...]:
         *_pointwise(conv.pointwise_conv2),
     )  # fmt: skip
     return (
-        *ff(block.norm_feed_forward1, block.feed_forward1),
+        *feed_forward_weights(block.norm_feed_forward1, block.feed_forward1),
         *attention,
         *convolution,
-        *ff(block.norm_feed_forward2, block.feed_forward2),
+        *feed_forward_weights(block.norm_feed_forward2, block.feed_forward2),
         block.norm_out.weight,
         block.norm_out.bias,
     )
@@ -243,7 +253,7 @@ class CompiledStreamingEncoder:
             norm_eps=first.norm_out.eps,
             batch_norm_eps=conv.batch_norm.eps,
         )
-        self._step = mx.compile(_make_encoder_step(_make_step(shape), len(encoder.layers)))
+        self._step = mx.compile(make_encoder_step(_make_step(shape), len(encoder.layers)))
         self._conv_zeros = mx.zeros((1, self.radius, att.n_heads * att.head_dim), self.dtype)
         self._weights: tuple[AttentionContext, list[tuple[mx.array, ...]]] | None = None
         self._bands: dict[tuple[int, AttentionContext], tuple[mx.array, mx.array]] = {}

@@ -34,6 +34,9 @@ from .compiled_streaming import (
     FixedShapeCache,
     _bias,
     _pointwise,
+    attention_weights,
+    feed_forward_weights,
+    make_encoder_step,
     padded_length,
 )
 from .kernels import cuda_common
@@ -78,63 +81,29 @@ def _make_step(eps: float):
     return step
 
 
-def _make_encoder_step(step, layers: int):
-    def encoder_step(x, *inputs):
-        constants, rest = inputs[:CONSTANTS], inputs[CONSTANTS:]
-        per_layer = len(rest) // layers
-        states = []
-        for i in range(layers):
-            key_values, conv, *weights = rest[i * per_layer : (i + 1) * per_layer]
-            x, key_values, conv = step(x, key_values, conv, *constants, *weights)
-            states += [key_values, conv]
-        return (x, *states)
-
-    return encoder_step
-
-
 def _layer_weights(block, context: AttentionContext) -> tuple[mx.array, ...]:
     """The arrays `step` unpacks, in its order, for one ConformerBlock and context."""
-
-    def ff(norm, module):
-        d_ff, d = module.linear1.weight.shape
-        dtype = module.linear1.weight.dtype
-        return (
-            norm.weight, norm.bias,
-            module.linear1.weight, _bias(module.linear1, d_ff, dtype),
-            module.linear2.weight, _bias(module.linear2, d, dtype),
-        )  # fmt: skip
-
     att, conv = block.self_attn, block.conv
     d = att.linear_q.weight.shape[0]
     dtype = att.linear_q.weight.dtype
+    # positions (H, L+R+1, head_dim): a key's position row is contiguous
     positions = mx.contiguous(att.projected_positions(context).transpose(0, 2, 1))
-    attention = (
-        block.norm_self_att.weight, block.norm_self_att.bias,
-        mx.concatenate([att.linear_q.weight, att.linear_k.weight, att.linear_v.weight]),
-        mx.concatenate([_bias(m, d, dtype) for m in (att.linear_q, att.linear_k, att.linear_v)]),
-        att.linear_out.weight, _bias(att.linear_out, d, dtype),
-        att.pos_bias_u.astype(dtype), att.pos_bias_v.astype(dtype), positions,
-    )  # fmt: skip
     bn = conv.batch_norm
     dw = conv.depthwise_conv
     dw_w, dw_b = fold_batch_norm(
         dw.weight[:, :, 0].T, _bias(dw, d, dtype),
         bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
     )  # fmt: skip
-    convolution = (
+    return (
+        *feed_forward_weights(block.norm_feed_forward1, block.feed_forward1),
+        *attention_weights(block, positions),
         block.norm_conv.weight, block.norm_conv.bias,
         *_pointwise(conv.pointwise_conv1),
         dw_w, dw_b,
         *_pointwise(conv.pointwise_conv2),
+        *feed_forward_weights(block.norm_feed_forward2, block.feed_forward2),
+        block.norm_out.weight, block.norm_out.bias,
     )  # fmt: skip
-    return (
-        *ff(block.norm_feed_forward1, block.feed_forward1),
-        *attention,
-        *convolution,
-        *ff(block.norm_feed_forward2, block.feed_forward2),
-        block.norm_out.weight,
-        block.norm_out.bias,
-    )
 
 
 def disabled() -> bool:
@@ -169,7 +138,7 @@ class CudaStreamingEncoder:
         self.heads, self.head_dim = att.n_heads, att.head_dim
         self.radius = (conv.kernel_size - 1) // 2
         self.dtype = att.linear_q.weight.dtype
-        step = _make_encoder_step(_make_step(first.norm_out.eps), len(encoder.layers))
+        step = make_encoder_step(_make_step(first.norm_out.eps), len(encoder.layers), CONSTANTS)
         self._step = mx.compile(step) if compile else step
         self._params = mx.array([att.scale], mx.float32)
         self._weights: tuple[AttentionContext, list[tuple[mx.array, ...]]] | None = None

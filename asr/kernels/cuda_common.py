@@ -50,19 +50,32 @@ def is_available() -> bool:
 _compiled: dict[str, object] = {}
 
 
-def compiled_kernel(name: str, source: str, header: str, shared_memory: int):
-    """One local-attention kernel, compiled (by NVRTC) on first use."""
+def custom_kernel(
+    name: str,
+    input_names: list[str],
+    output_names: list[str],
+    source: str,
+    header: str,
+    shared_memory: int = 0,
+):
+    """A kernel of ours, made once per name (NVRTC compiles it at first launch)."""
     if name not in _compiled:
         _compiled[name] = mx.fast.cuda_kernel(
             name=name,
-            input_names=["q", "k", "v", "bias", "key_mask", "params"],
-            output_names=["out"],
+            input_names=input_names,
+            output_names=output_names,
             source=source,
             header=header,
             ensure_row_contiguous=True,
             shared_memory=shared_memory,
         )
     return _compiled[name]
+
+
+def compiled_kernel(name: str, source: str, header: str, shared_memory: int):
+    """One local-attention kernel."""
+    inputs = ["q", "k", "v", "bias", "key_mask", "params"]
+    return custom_kernel(name, inputs, ["out"], source, header, shared_memory)
 
 
 def run_local_attention_kernel(

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .cuda_common import HEADER
+from .cuda_common import HEADER, custom_kernel
 
 THREADS = 64
+INPUTS = ["h", "conv", "weight", "bias", "counts"]
 ROWS = 4  # output frames per block: few, so that a short window still makes many blocks
 
 # Template: T, C (channels), R (radius), ROWS. h (NQ, 2C) the first pointwise product;
@@ -61,22 +62,6 @@ for (int r = 0; r < ROWS; ++r) {
 }
 """
 
-_kernel = None
-
-
-def _compiled():
-    global _kernel
-    if _kernel is None:
-        _kernel = mx.fast.cuda_kernel(
-            name="conv_module_middle",
-            input_names=["h", "conv", "weight", "bias", "counts"],
-            output_names=["y", "new_conv"],
-            source=SOURCE,
-            header=HEADER,
-            ensure_row_contiguous=True,
-        )
-    return _kernel
-
 
 def fold_batch_norm(
     weight: mx.array,
@@ -104,7 +89,8 @@ def conv_module_middle(
     Returns SiLU(BN(depthwise(GLU(h)))) (NQ, C) and the next cache (R, C)."""
     nq, channels = h.shape[0], h.shape[1] // 2
     radius = conv.shape[0]
-    y, new_conv = _compiled()(
+    kernel = custom_kernel("conv_module_middle", INPUTS, ["y", "new_conv"], SOURCE, HEADER)
+    y, new_conv = kernel(
         inputs=[h, conv, weight, bias, counts],
         template=[("T", h.dtype), ("C", channels), ("R", radius), ("ROWS", ROWS)],
         grid=(channels, -(-nq // ROWS), 1),

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .cuda_common import custom_kernel
 from .cuda_tensor_core import MMA_HEADER
 
 MAX_WARPS = 16  # 8 with wide column tiles: the partial tiles must fit in 48 KB
 ROW_TILES = 2  # MT: 32 rows per block
+INPUTS = ["x", "w", "bias", "residual"]
 
 SOURCE = r"""
 constexpr int BM = 16 * MT;
@@ -115,22 +117,6 @@ for (int i = tid; i < BM * BN; i += NT) {
 }
 """
 
-_kernel = None
-
-
-def _compiled():
-    global _kernel
-    if _kernel is None:
-        _kernel = mx.fast.cuda_kernel(
-            name="skinny_linear",
-            input_names=["x", "w", "bias", "residual"],
-            output_names=["out"],
-            source=SOURCE,
-            header=MMA_HEADER,
-            ensure_row_contiguous=True,
-        )
-    return _kernel
-
 
 def supports(x: mx.array, w: mx.array) -> bool:
     """16-bit inputs, an inner size of whole 32s, whole column tiles."""
@@ -179,7 +165,8 @@ def skinny_linear(
     warps = warps_for(k, nb)
     rows = 16 * ROW_TILES
     placeholder = mx.zeros((1,), x.dtype)
-    (out,) = _compiled()(
+    kernel = custom_kernel("skinny_linear", INPUTS, ["out"], SOURCE, MMA_HEADER)
+    (out,) = kernel(
         inputs=[
             x,
             w,

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .cuda_common import HEADER
+from .cuda_common import HEADER, custom_kernel
 
 THREADS = 256
+INPUTS = ["qkv", "kv", "bias_u", "bias_v", "positions", "key_bias", "counts", "params"]
 
 # Template: T, H, D, P (cached frames), W (band width L + R + 1).
 # qkv (NQ, 3, H, D); kv (2, H, P, D); bias_u, bias_v (H, D); positions (H, W, D);
@@ -149,31 +150,6 @@ for (int d = tid; d < D; d += THREADS) {
 }
 """
 
-_kernel = None
-
-
-def _compiled():
-    global _kernel
-    if _kernel is None:
-        _kernel = mx.fast.cuda_kernel(
-            name="window_attention",
-            input_names=[
-                "qkv",
-                "kv",
-                "bias_u",
-                "bias_v",
-                "positions",
-                "key_bias",
-                "counts",
-                "params",
-            ],  # fmt: skip
-            output_names=["out", "new_kv"],
-            source=SOURCE,
-            header=HEADER,
-            ensure_row_contiguous=True,
-        )
-    return _kernel
-
 
 def window_attention(
     qkv: mx.array,
@@ -191,7 +167,8 @@ def window_attention(
     _, heads, cached, head_dim = kv.shape
     width = positions.shape[1]
     nq = qkv.shape[0]
-    out, new_kv = _compiled()(
+    kernel = custom_kernel("window_attention", INPUTS, ["out", "new_kv"], SOURCE, HEADER)
+    out, new_kv = kernel(
         inputs=[qkv, kv, bias_u, bias_v, positions, key_bias, counts, params],
         template=[
             ("T", qkv.dtype),
