@@ -1,8 +1,8 @@
 """x @ w.T for a few dozen rows of x, on the tensor cores, with the layer's epilogue fused.
 
 A streaming update multiplies a window of tens of frames by every weight matrix of every
-layer. The arithmetic is nothing; through cuBLAS each product costs ~25 us of host work
-(MLX captures it into a CUDA graph), against ~4 us for a kernel of our own. So this is the
+layer. The arithmetic is nothing; through cuBLAS each product cost ~25 us of an evaluation
+on an H200 (MLX captures it into its CUDA graph), these 6-13 us. So this is the
 product for those shapes, with what follows it in a conformer layer folded in: the bias,
 SiLU, and the residual connection (`residual + scale * y`, scale 1 or 0.5).
 
