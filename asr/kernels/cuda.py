@@ -1,12 +1,10 @@
 """Local attention on NVIDIA GPUs: picks one of the CUDA kernels.
 
-bfloat16 and float16 inputs go to the tensor cores, through the mma.sync kernel
-(cuda_tensor_core). float32 inputs go to the kernel on the CUDA cores, which keeps float32
-arithmetic throughout (tensor cores would round the inputs to TF32, about 1e-3 off).
-PARAKEET_CUDA_KERNEL=wgmma picks the Hopper warpgroup kernel (cuda_wgmma) where it runs
-(sm_90, heads of 64 or 128). On an H200 (bench/local_attention_gpu.py, H=8, D=128,
-context (256, 256)) the two measured 0.150 ms (wgmma) and 0.153 ms at 7500 frames, 1.87 ms
-and 1.78 ms at 135000.
+bfloat16 and float16 inputs go to the tensor cores: on Hopper (sm_90, heads of 64 or 128)
+through the warpgroup kernel (cuda_wgmma), elsewhere through the mma.sync kernel
+(cuda_tensor_core); PARAKEET_CUDA_KERNEL=mma keeps the latter on Hopper too. float32 inputs
+go to the kernel on the CUDA cores, which keeps float32 arithmetic throughout (tensor cores
+would round the inputs to TF32, about 1e-3 off). Measured times: bench/local_attention_gpu.py.
 """
 
 from __future__ import annotations
@@ -43,6 +41,6 @@ def cuda_local_attention(
         tensor_cores = cuda_tensor_core.supports(q)
     if not tensor_cores:
         return simt_local_attention(q, k, v, left, right, bias, key_mask, scale)
-    if os.environ.get("PARAKEET_CUDA_KERNEL") == "wgmma" and cuda_wgmma.supports(q):
+    if os.environ.get("PARAKEET_CUDA_KERNEL") != "mma" and cuda_wgmma.supports(q):
         return cuda_wgmma.wgmma_local_attention(q, k, v, left, right, bias, key_mask, scale)
     return cuda_tensor_core.tensor_core_local_attention(q, k, v, left, right, bias, key_mask, scale)

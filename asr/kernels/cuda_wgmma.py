@@ -1,21 +1,25 @@
 """Local attention for bfloat16/float16 on Hopper (sm_90a) with warpgroup matrix products.
 
-The structure is that of cuda_tensor_core (one pass over the band, online softmax in
-registers, cp.async double buffering, the band term as a rectangle of row stride M - 1),
-with the two products done by `wgmma` for a warpgroup of 4 warps and 64 query rows: the
-tensor cores read the keys and values straight from shared memory, once per 64 rows
-instead of once per 16. The queries and the probabilities are the register operand; the
-score and output accumulators have the same per-thread layout as mma.sync's, so the
-softmax code is the same. Each product is waited for before the softmax (no overlap of
-the two yet). On an H200 this is as fast as the mma.sync kernel, not faster, so it is
-opt-in (asr.kernels.cuda); blocks of 3 warpgroups beat 1 or 2 by about 1.3x.
+A block of 2 warpgroups (4 warps each; 1 also works) takes chunks of 128 queries of one
+(batch, head), 64 rows per warpgroup, and walks the keys their bands cover, 64 at a time,
+with an online softmax in registers as in cuda_tensor_core. The two products run on
+`wgmma`: the queries and the probabilities are the register operand, the keys and values
+are read by the tensor cores straight from shared memory, where cp.async puts them in the
+128-byte swizzle layout (K as a K-major operand, V as an MN-major one, read transposed).
 
-K and V tiles sit in shared memory as 8 x 8 "core matrices" (8 rows of 16 bytes, 128
-contiguous bytes, no swizzling): K with the head dimension inside a core matrix (K-major
-operand), V with the head dimension inside too, which for the second product is the N
-dimension (an MN-major operand, read transposed). Compiled by NVRTC for sm_90a (MLX's own
-kernels are built for sm_90, where wgmma is not allowed) and run through
-`mx.fast.precompiled_cuda_kernel`.
+- Overlap: each step issues the scores of tile i and the values product of tile i - 1,
+  then runs the softmax of tile i while the latter is on the tensor cores.
+- Pipeline: 4 stages of K, V and the band term; copies run two tiles ahead.
+- Several chunks per block (every G-th chunk of the head, G blocks per head, so that the
+  blocks running at one time share their key and value tiles in L2): the copies and the
+  next chunk's queries are fetched while the last tiles of a chunk are computed, so only a
+  block's first tiles wait on memory.
+- The band term is copied as a rectangle of row stride M - 1 (see cuda_tensor_core), with
+  an evict-first L2 policy: it is read once, keys and values five times.
+
+Compiled by NVRTC for sm_90a (MLX's own kernels are built for sm_90, where wgmma is not
+allowed) and run through `mx.fast.precompiled_cuda_kernel`. Measured on an H200 in
+bench/local_attention_gpu.py; asr.kernels.cuda picks it for 16-bit heads of 64 and 128.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from .cuda_common import is_available
 
 BLOCK_K = 64
 ELEMENT_BYTES = 2
+MAX_SHARED_BYTES = 227 * 1024  # per block, on sm_90
 
-# Blocks of 3 warpgroups (192 queries) read each key and value tile from L2 for three
-# times as many queries as one warpgroup would; 4 would not fit the registers.
-WARPGROUPS = 3
+# Blocks of 2 warpgroups (128 queries) read each key and value tile from L2 for twice as
+# many queries as one warpgroup would, and leave room for 4 stages.
+WARPGROUPS = 2
 
 # Bit 0 swaps the roles of the two strides in K's descriptor, bit 1 in V's.
 DESCRIPTOR_FLAGS = 0
@@ -71,15 +76,22 @@ __device__ __forceinline__ void la_cp16(unsigned int dst, const void* src, int s
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
                :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
+// The same, all 16 bytes, with an L2 cache policy.
+__device__ __forceinline__ void la_cp16_hint(unsigned int dst, const void* src,
+                                             unsigned long long policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n"
+               :: "r"(dst), "l"(src), "l"(policy) : "memory");
+}
+__device__ __forceinline__ unsigned long long la_policy_evict_first() {
+  unsigned long long policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
 __device__ __forceinline__ void la_cp_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 template <int N> __device__ __forceinline__ void la_cp_wait() {
   asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
-}
-__device__ __forceinline__ void la_ldsm4(unsigned int a, unsigned int* r) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
 }
 __device__ __forceinline__ void la_fence_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -90,15 +102,20 @@ __device__ __forceinline__ void la_wg_fence() {
 __device__ __forceinline__ void la_wg_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void la_wg_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+template <int N> __device__ __forceinline__ void la_wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory");
 }
-// A shared-memory matrix descriptor without swizzling.
+// Pins a register array at this point of the program: no access to it moves across.
+template <int N> __device__ __forceinline__ void la_fence_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+// A shared-memory matrix descriptor, 128-byte swizzle mode.
 __device__ __forceinline__ unsigned long long la_desc(unsigned int addr, unsigned int lbo,
                                                       unsigned int sbo) {
   return (unsigned long long)((addr & 0x3FFFFu) >> 4) |
          ((unsigned long long)((lbo >> 4) & 0x3FFFu) << 16) |
-         ((unsigned long long)((sbo >> 4) & 0x3FFFu) << 32);
+         ((unsigned long long)((sbo >> 4) & 0x3FFFu) << 32) | (1ull << 62);
 }
 __device__ __forceinline__ float la_shfl_xor(float x, int mask) {
   float r;
@@ -106,11 +123,24 @@ __device__ __forceinline__ float la_shfl_xor(float x, int mask) {
   return r;
 }
 __device__ __forceinline__ void la_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
-__device__ __forceinline__ void la_syncwarp() {
-  asm volatile("bar.warp.sync 0xffffffff;" ::: "memory");
-}
 __device__ __forceinline__ int la_min(int a, int b) { return a < b ? a : b; }
-struct __attribute__((aligned(16))) la_u4 { unsigned int x, y, z, w; };
+__device__ __forceinline__ int la_max_i(int a, int b) { return a > b ? a : b; }
+__device__ __forceinline__ float la_fma(float a, float b, float c) {
+  float r;
+  asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c));
+  return r;
+}
+__device__ __forceinline__ bool la_any(bool p) {
+  unsigned int r;
+  asm volatile("{ .reg .pred a, b; setp.ne.u32 a, %1, 0; vote.sync.any.pred b, a, 0xffffffff; "
+               "selp.u32 %0, 1, 0, b; }" : "=r"(r) : "r"((unsigned int)p));
+  return r != 0;
+}
+template <bool B> struct la_bool { static constexpr bool value = B; };
+// Elements between the band term's pointer and the 16-byte boundary below it.
+__device__ __forceinline__ long long la_bias_lead(const u16* p) {
+  return (long long)((reinterpret_cast<unsigned long long>(p) & 15ull) >> 1);
+}
 __device__ __forceinline__ float la_max(float a, float b) {
   float r;
   asm("max.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
@@ -140,6 +170,16 @@ __device__ __forceinline__ float la_to_float(u16 x) {
 #endif
   return r;
 }
+// The two 16-bit values of a 32-bit word, low half first.
+__device__ __forceinline__ void la_pair_to_float(unsigned int w, float* r) {
+#if LA_HALF
+  r[0] = la_to_float((u16)(w & 0xFFFFu));
+  r[1] = la_to_float((u16)(w >> 16));
+#else
+  asm("mov.b32 %0, %1;" : "=f"(r[0]) : "r"(w << 16));
+  asm("mov.b32 %0, %1;" : "=f"(r[1]) : "r"(w & 0xFFFF0000u));
+#endif
+}
 // Two floats as two 16-bit values in one register, the first in the low half.
 __device__ __forceinline__ unsigned int la_pack(float lo, float hi) {
   unsigned int r;
@@ -153,205 +193,308 @@ __device__ __forceinline__ unsigned int la_pack(float lo, float hi) {
 """
 
 # Constants defined before this: D, L, R, HAS_BIAS, BIAS_BCAST, HAS_MASK, NWG (warpgroups
-# per block), LA_HALF. Scalars: seq, heads, batch, scale, flags.
+# per block), STAGES, LA_HALF. Scalars: seq, heads, batch, scale, flags.
 KERNEL = r"""
-extern "C" __global__ void __launch_bounds__(128 * NWG) KERNEL_NAME(
+extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
     const u16* __restrict__ bias, const unsigned char* __restrict__ key_mask,
     u16* __restrict__ out, int seq, int heads, int batch, float scale, int flags) {
-  constexpr int BQ = 64 * NWG;
+  constexpr int BQ = 64 * NWG;         // query rows of a chunk; a block takes several
   constexpr int BK = 64;
   constexpr int NT = 128 * NWG;
-  constexpr int QS = D + 8;            // row stride of the Q tile (and of the output rows)
   constexpr int DC = D / 8;            // 16-byte chunks in a row of q, k, v
+  constexpr int ATOM = BK * 128;       // one swizzle column: 64 rows of 128 bytes
+  constexpr int KV_BYTES = BK * D * 2;
   constexpr int BC = BK / 8 + 1;       // 16-byte chunks of the band term per row and tile
   constexpr int BS = BC * 8;           // row stride of the band-term tile
+  constexpr int BIAS_BYTES = HAS_BIAS ? BQ * BS * 2 : 0;
+  constexpr int STAGE = (2 * KV_BYTES + BIAS_BYTES + 1023) / 1024 * 1024;
+  constexpr int AHEAD = STAGES - 2;    // tiles in flight beyond the one computed on
   constexpr int M = L + R + 1;
   constexpr int NS = BK / 8;           // n8 column groups of the scores
   constexpr int NO = D / 8;            // n8 column groups of the output
-  constexpr int KV_BYTES = BK * D * 2;
-  constexpr int STAGE = 2 * KV_BYTES + (HAS_BIAS ? BQ * BS * 2 : 0);
   constexpr float LOG2E = 1.4426950408889634f;
   const float NEG_INF = la_neg_inf();
 
   const int bh = blockIdx.y;
   const int bi = bh / heads;
   const int hi = bh - bi * heads;
-  const int q0 = blockIdx.x * BQ;
+  const int n_chunks = (seq + BQ - 1) / BQ;
+  // Block x takes chunks x, x + G, x + 2G, ... (G blocks per head): the blocks running at
+  // one time work on neighbouring chunks, whose key and value tiles are then shared in L2.
+  const int c_step = gridDim.x;
+  const int q_step = c_step * BQ;
+  const int q_end = n_chunks * BQ;
   const int tid = threadIdx.x;
   const int warp = tid >> 5;
   const int lane = tid & 31;
   const int g = lane >> 2;
   const int t4 = lane & 3;
   const int wg = warp >> 2;
-  const int wr0 = q0 + warp * 16;      // this warp's first query row
-  const int gr0 = q0 + wg * 64;        // this warpgroup's first query row
 
-  extern __shared__ __attribute__((aligned(1024))) unsigned char smem[];
-  u16* qs = reinterpret_cast<u16*>(smem + STAGE);  // Q overlays the second stage at first
+  // Swizzled operands need 1024-byte aligned tiles; the launch asks for 1 KB more.
+  extern __shared__ __attribute__((aligned(1024))) unsigned char smem_raw[];
+  const unsigned int pad = (1024u - (la_smem(smem_raw) & 1023u)) & 1023u;
+  unsigned char* smem = smem_raw + pad;
+  const unsigned int sbase = la_smem(smem);
 
   const unsigned long long head_off = (unsigned long long)bh * seq * D;
   const u16* qh = q + head_off;
   const u16* kh = k + head_off;
   const u16* vh = v + head_off;
-  const float qscale = scale * LOG2E;
+  u16* oh = out + head_off;
 
-  const int kt0 = q0 - L;
-  const int i_first = kt0 >= 0 ? 0 : (-kt0) / BK;
-  const int i_last = (la_min(seq - 1, q0 + BQ - 1 + R) - kt0) / BK;
+  // The band term of query row r sits at bias_head + r * M. Chunks start at multiples of
+  // 8 rows, so a row's offset within 16 bytes does not depend on its chunk.
+  const long long bias_head = la_bias_lead(bias) +
+      (long long)((BIAS_BCAST ? 0 : bi) * heads + hi) * seq * M;
+  const u16* bias_al = bias - la_bias_lead(bias);
+  const long long bias_end =
+      la_bias_lead(bias) + (long long)(BIAS_BCAST ? 1 : batch) * heads * seq * M;
 
-  const long long bias_q0 = ((long long)((BIAS_BCAST ? 0 : bi) * heads + hi) * seq + q0) * M;
-  const int bias_lead = (int)((reinterpret_cast<unsigned long long>(bias) & 15ull) >> 1);
-  const u16* bias_al = bias - bias_lead;
-  const long long bias_end = bias_lead + (long long)(BIAS_BCAST ? 1 : batch) * heads * seq * M;
+  auto first_tile = [&](int q0) { return q0 >= L ? 0 : (L - q0) / BK; };
+  auto last_tile = [&](int q0) { return (la_min(seq - 1, q0 + BQ - 1 + R) - (q0 - L)) / BK; };
 
-  auto load_tile = [&](int i, int s) {
-    const int k0 = kt0 + i * BK;
-    unsigned char* base = smem + s * STAGE;
-    const unsigned int ks = la_smem(base);
+  // K and V rows as 128-byte lines of 64-column swizzle atoms: 16-byte chunk c of row r
+  // sits at chunk (c ^ r) of its line, as the 128-byte swizzle mode reads it back. Each
+  // thread copies the same chunk of every (NT / DC)-th row of each tile.
+  static_assert(NT % DC == 0 && (NT / DC) % 8 == 0 && (BK * DC) % NT == 0, "tile split");
+  constexpr int KV_ROWS = NT / DC;
+  const int kv_r0 = tid / DC;
+  const int kv_c = tid - kv_r0 * DC;
+  const unsigned int kv_dst0 =
+      (kv_c >> 3) * ATOM + kv_r0 * 128 + (((kv_c & 7) ^ (kv_r0 & 7)) << 4);
+  // The band term: chunks 0-7 of rows tid / 8 + (NT / 8) * n, and chunk 8 of row tid. A
+  // row's chunks start at its first element rounded down to 16 bytes; rounding commutes
+  // with steps of 8 elements, so one base per thread serves every tile.
+  static_assert(NT % 8 == 0 && BQ % (NT / 8) == 0 && BQ <= NT, "band-term split");
+  constexpr int B_ROWS = NT / 8;
+  const int b_r0 = tid >> 3;
+  const int b_c = tid & 7;
+  const long long b_base = ((bias_head + (long long)b_r0 * (M - 1)) & ~7ll) + 8 * b_c;
+  const long long b_last = ((bias_head + (long long)tid * (M - 1)) & ~7ll) + 8 * (BC - 1);
+  // The band term is read once: it should not push K and V, read 5 times, out of L2.
+  const unsigned long long evict_first = la_policy_evict_first();
+
+  auto load_tile = [&](int q0, int i, int s) {
+    const int k0 = q0 - L + i * BK;
+    const unsigned int ks = sbase + s * STAGE + kv_dst0;
     const unsigned int vs = ks + KV_BYTES;
-    // Lanes 0-7 take rows 0-7 of one 16-byte column: one core matrix, 128 bytes in a row.
-    for (int f = tid; f < BK * DC; f += NT) {
-      const int r = (f & 7) + 8 * (f / (8 * DC));
-      const int c = (f >> 3) % DC;
-      const int kj = k0 + r;
-      const bool ok = kj >= 0 && kj < seq;
-      const unsigned long long src = (unsigned long long)(ok ? kj : 0) * D + c * 8;
-      la_cp16(ks + (r >> 3) * (16 * D) + c * 128 + (r & 7) * 16, kh + src, ok ? 16 : 0);
-      la_cp16(vs + c * (BK * 16) + (r >> 3) * 128 + (r & 7) * 16, vh + src, ok ? 16 : 0);
+    const u16* kp = kh + (long long)(k0 + kv_r0) * D + kv_c * 8;
+    const u16* vp = vh + (long long)(k0 + kv_r0) * D + kv_c * 8;
+    if (k0 >= 0 && k0 + BK <= seq) {
+#pragma unroll
+      for (int n = 0; n < BK / KV_ROWS; ++n) {
+        la_cp16(ks + n * KV_ROWS * 128, kp + n * KV_ROWS * D, 16);
+        la_cp16(vs + n * KV_ROWS * 128, vp + n * KV_ROWS * D, 16);
+      }
+    } else {
+#pragma unroll
+      for (int n = 0; n < BK / KV_ROWS; ++n) {
+        const int kj = k0 + kv_r0 + n * KV_ROWS;
+        const bool ok = kj >= 0 && kj < seq;
+        const long long off = ok ? (long long)n * KV_ROWS * D : -(long long)(k0 + kv_r0) * D;
+        la_cp16(ks + n * KV_ROWS * 128, kp + off, ok ? 16 : 0);
+        la_cp16(vs + n * KV_ROWS * 128, vp + off, ok ? 16 : 0);
+      }
     }
     if constexpr (HAS_BIAS) {
-      u16* bs = reinterpret_cast<u16*>(base + 2 * KV_BYTES);
-      for (int f = tid; f < BQ * BC; f += NT) {
-        const int r = f / BC;
-        const int c = f - r * BC;
-        const long long pos = bias_lead + bias_q0 + (long long)r * (M - 1) + (long long)i * BK;
-        const long long a = (pos & ~7ll) + 8 * c;
-        const bool ok = a < bias_end;
-        la_cp16(la_smem(bs + r * BS + 8 * c), bias_al + (ok ? a : 0), ok ? 16 : 0);
+      const unsigned int bs = sbase + s * STAGE + 2 * KV_BYTES + (b_r0 * BS + 8 * b_c) * 2;
+      const long long step = (long long)q0 * M + (long long)i * BK;
+      const u16* bp = bias_al + b_base + step;
+      // Past the last element the copies of this tile can reach.
+      const long long reach = bias_head + (long long)(q0 + BQ) * M + (long long)i * BK + 8 * BC;
+      if (reach <= bias_end) {
+#pragma unroll
+        for (int n = 0; n < BQ / B_ROWS; ++n) {
+          la_cp16_hint(bs + n * B_ROWS * BS * 2, bp + (long long)n * B_ROWS * (M - 1),
+                       evict_first);
+        }
+        if (tid < BQ) {
+          la_cp16_hint(sbase + s * STAGE + 2 * KV_BYTES + (tid * BS + 8 * (BC - 1)) * 2,
+                       bias_al + b_last + step, evict_first);
+        }
+      } else {
+#pragma unroll
+        for (int n = 0; n < BQ / B_ROWS; ++n) {
+          const long long a = b_base + step + (long long)n * B_ROWS * (M - 1);
+          const bool ok = a < bias_end;
+          la_cp16(bs + n * B_ROWS * BS * 2, bias_al + (ok ? a : 0), ok ? 16 : 0);
+        }
+        if (tid < BQ) {
+          const long long a = b_last + step;
+          const bool ok = a < bias_end;
+          la_cp16(sbase + s * STAGE + 2 * KV_BYTES + (tid * BS + 8 * (BC - 1)) * 2,
+                  bias_al + (ok ? a : 0), ok ? 16 : 0);
+        }
       }
     }
   };
 
-  for (int f = tid; f < BQ * DC; f += NT) {
-    const int r = f / DC;
-    const int c = (f - r * DC) * 8;
-    const bool ok = q0 + r < seq;
-    const unsigned long long src = (unsigned long long)(ok ? q0 + r : 0) * D + c;
-    la_cp16(la_smem(qs + r * QS + c), qh + src, ok ? 16 : 0);
-  }
-  la_cp_commit();
-  load_tile(i_first, 0);
-  la_cp_commit();
-
-  // Q as the register operand: rows of this warp, the same fragments as mma.sync's A.
-  const int a_lane = (((lane >> 3) & 1) * 8 + (lane & 7)) * QS + (lane >> 4) * 8;
-  unsigned int qf[D / 16][4];
-  la_cp_wait<1>();
-  la_sync();
+  // The copies run AHEAD tiles in front of the products, across chunk boundaries.
+  int load_q0 = blockIdx.x * BQ;
+  int load_i = first_tile(load_q0);
+  int load_last = last_tile(load_q0);
+  auto load_next = [&](int s) {
+    if (load_q0 < q_end) {
+      load_tile(load_q0, load_i, s);
+      if (++load_i > load_last) {
+        load_q0 += q_step;
+        load_i = first_tile(load_q0);
+        load_last = last_tile(load_q0);
+      }
+    }
+    la_cp_commit();
+  };
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    la_ldsm4(la_smem(qs + warp * 16 * QS + kk * 16 + a_lane), qf[kk]);
-  }
-  la_sync();
+  for (int a = 0; a < AHEAD; ++a) load_next(a);
 
-  const int qa = wr0 + g;
-  const int qb = qa + 8;
+  // Q as the register operand: the rows of this warp, the fragments of mma.sync's A,
+  // read straight from global memory (rows past the end read the last row; never written).
+  unsigned int qf[D / 16][4];
+  auto load_q = [&](int q0) {
+    const int ra = la_min(q0 + warp * 16 + g, seq - 1);
+    const int rb = la_min(q0 + warp * 16 + g + 8, seq - 1);
+    const unsigned int* pa = reinterpret_cast<const unsigned int*>(qh + (long long)ra * D) + t4;
+    const unsigned int* pb = reinterpret_cast<const unsigned int*>(qh + (long long)rb * D) + t4;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      qf[kk][0] = pa[8 * kk];
+      qf[kk][1] = pb[8 * kk];
+      qf[kk][2] = pa[8 * kk + 4];
+      qf[kk][3] = pb[8 * kk + 4];
+    }
+  };
+  load_q(blockIdx.x * BQ);
+
   int brow_a = 0;
   int brow_b = 0;
   if constexpr (HAS_BIAS) {
-    const long long p0 = bias_lead + bias_q0;
-    brow_a = (warp * 16 + g) * BS + (int)((p0 + (long long)(warp * 16 + g) * (M - 1)) & 7);
-    brow_b = (warp * 16 + g + 8) * BS + (int)((p0 + (long long)(warp * 16 + g + 8) * (M - 1)) & 7);
+    brow_a = (warp * 16 + g) * BS + (int)((bias_head + (long long)(warp * 16 + g) * (M - 1)) & 7);
+    brow_b = (warp * 16 + g + 8) * BS +
+             (int)((bias_head + (long long)(warp * 16 + g + 8) * (M - 1)) & 7);
   }
-  const unsigned int k_lbo = (flags & 1) ? 16 * D : 128;
-  const unsigned int k_sbo = (flags & 1) ? 128 : 16 * D;
-  const unsigned int v_lbo = (flags & 2) ? BK * 16 : 128;
-  const unsigned int v_sbo = (flags & 2) ? 128 : BK * 16;
+  // With an even row stride every row of the block starts on the same parity, so when that
+  // is even each pair of adjacent columns is one aligned 32-bit word.
+  const bool bias_pairs = (M - 1) % 2 == 0 && (brow_a & 1) == 0;
+  const unsigned int k_lbo = (flags & 1) ? 1024 : 16;
+  const unsigned int k_sbo = (flags & 1) ? 16 : 1024;
+  const unsigned int v_lbo = (flags & 2) ? 1024 : ATOM;
+  const unsigned int v_sbo = (flags & 2) ? ATOM : 1024;
 
   float o[NO * 4];
 #pragma unroll
   for (int n = 0; n < NO * 4; ++n) o[n] = 0.f;
+  float sc[NS * 4];
+  unsigned int pf[BK / 16][4];
+#pragma unroll
+  for (int kc = 0; kc < BK / 16; ++kc) pf[kc][0] = pf[kc][1] = pf[kc][2] = pf[kc][3] = 0u;
   float m_a = NEG_INF, m_b = NEG_INF, l_a = 0.f, l_b = 0.f;
 
-  for (int i = i_first; i <= i_last; ++i) {
-    const int s = (i - i_first) & 1;
-    if (i < i_last) load_tile(i + 1, s ^ 1);
-    la_cp_commit();
-    la_cp_wait<1>();
-    la_fence_async();
-    la_sync();
+  // The chunk being computed, as seen by this thread (set at the top of each chunk).
+  int kt0 = 0, wr0 = 0, lo_a = 0, lo_b = 0;
+  unsigned int cnt_a = 0, cnt_b = 0;
 
-    const int k0 = kt0 + i * BK;
-    // Uniform over the warpgroup: wgmma needs all of its 4 warps.
-    const bool active = gr0 < seq && k0 <= gr0 + 63 + R && k0 + BK - 1 >= gr0 - L;
-    if (active) {
-      const unsigned int ks = la_smem(smem + s * STAGE);
-      const unsigned int vs = ks + KV_BYTES;
-      const u16* bs = reinterpret_cast<const u16*>(smem + s * STAGE + 2 * KV_BYTES);
-
-      float sc[NS * 4];
+  // Products are issued here and waited for by the caller.
+  auto issue_scores = [&](int s) {
+    const unsigned int ks = sbase + s * STAGE;
+    la_fence_regs(sc);
+    la_wg_fence();
 #pragma unroll
-      for (int n = 0; n < NS * 4; ++n) sc[n] = 0.f;
-      la_wg_fence();
+    for (int kk = 0; kk < D / 16; ++kk) {
+      la_wgmma_s(sc, qf[kk], la_desc(ks + (kk >> 2) * ATOM + (kk & 3) * 32, k_lbo, k_sbo),
+                 kk > 0);
+    }
+    la_wg_commit();
+  };
+  auto issue_values = [&](int s) {
+    const unsigned int vs = sbase + s * STAGE + KV_BYTES;
+    la_fence_regs(o);
+    la_wg_fence();
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        la_wgmma_s(sc, qf[kk], la_desc(ks + kk * 256, k_lbo, k_sbo), 1);
-      }
-      la_wg_commit();
-      la_wg_wait();
-
-      const bool edge = HAS_MASK || k0 < 0 || k0 + BK > seq || k0 < wr0 + 15 - L ||
-                        k0 + BK - 1 > wr0 + R;
-      float tmax_a = NEG_INF, tmax_b = NEG_INF;
+    for (int kc = 0; kc < BK / 16; ++kc) {
+      la_wgmma_o(o, pf[kc], la_desc(vs + kc * 2048, v_lbo, v_sbo), 1);
+    }
+    la_wg_commit();
+  };
+  // Scores of tile i to probabilities (in sc), the running maxima (in natural units) and
+  // sums updated; returns the factors the output rows must be rescaled by. Tiles where some
+  // key of this warp's rows is out of band, out of the sequence or masked take the EDGE
+  // path; the others skip those tests.
+  auto softmax = [&](auto edge_tag, int k0, int s, float& corr_a, float& corr_b) {
+    constexpr bool EDGE = decltype(edge_tag)::value;
+    const u16* bs = reinterpret_cast<const u16*>(smem + s * STAGE + 2 * KV_BYTES);
+    float tmax_a = NEG_INF, tmax_b = NEG_INF;
 #pragma unroll
-      for (int n = 0; n < NS; ++n) {
-        const int col = 8 * n + 2 * t4;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float x = sc[4 * n + e] * qscale;
-          if constexpr (HAS_BIAS) {
-            x += la_to_float(bs[(e < 2 ? brow_a : brow_b) + col + (e & 1)]) * LOG2E;
-          }
-          if (edge) {
-            const int kj = k0 + col + (e & 1);
-            const int qi = e < 2 ? qa : qb;
-            bool ok = kj >= 0 && kj < seq && kj >= qi - L && kj <= qi + R;
-            if constexpr (HAS_MASK) {
-              ok = ok && key_mask[(unsigned long long)bi * seq + kj] != 0;
-            }
-            x = ok ? x : NEG_INF;
-          }
-          sc[4 * n + e] = x;
+    for (int n = 0; n < NS; ++n) {
+      const int col = 8 * n + 2 * t4;
+      float bv[4] = {0.f, 0.f, 0.f, 0.f};
+      if constexpr (HAS_BIAS) {
+        if (bias_pairs) {
+          la_pair_to_float(*reinterpret_cast<const unsigned int*>(bs + brow_a + col), bv);
+          la_pair_to_float(*reinterpret_cast<const unsigned int*>(bs + brow_b + col), bv + 2);
+        } else {
+          bv[0] = la_to_float(bs[brow_a + col]);
+          bv[1] = la_to_float(bs[brow_a + col + 1]);
+          bv[2] = la_to_float(bs[brow_b + col]);
+          bv[3] = la_to_float(bs[brow_b + col + 1]);
         }
-        tmax_a = la_max(tmax_a, la_max(sc[4 * n], sc[4 * n + 1]));
-        tmax_b = la_max(tmax_b, la_max(sc[4 * n + 2], sc[4 * n + 3]));
       }
-      tmax_a = la_max(tmax_a, la_shfl_xor(tmax_a, 1));
-      tmax_a = la_max(tmax_a, la_shfl_xor(tmax_a, 2));
-      tmax_b = la_max(tmax_b, la_shfl_xor(tmax_b, 1));
-      tmax_b = la_max(tmax_b, la_shfl_xor(tmax_b, 2));
-      const float mn_a = la_max(m_a, tmax_a);
-      const float mn_b = la_max(m_b, tmax_b);
-      // A row that has met no valid key yet keeps -inf; subtracting 0 then gives p = 0.
-      const float mu_a = mn_a == NEG_INF ? 0.f : mn_a;
-      const float mu_b = mn_b == NEG_INF ? 0.f : mn_b;
-      const float corr_a = la_exp2(m_a - mu_a);
-      const float corr_b = la_exp2(m_b - mu_b);
-      m_a = mn_a;
-      m_b = mn_b;
-      float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
-      for (int n = 0; n < NS; ++n) {
-        sc[4 * n] = la_exp2(sc[4 * n] - mu_a);
-        sc[4 * n + 1] = la_exp2(sc[4 * n + 1] - mu_a);
-        sc[4 * n + 2] = la_exp2(sc[4 * n + 2] - mu_b);
-        sc[4 * n + 3] = la_exp2(sc[4 * n + 3] - mu_b);
-        sum_a += sc[4 * n] + sc[4 * n + 1];
-        sum_b += sc[4 * n + 2] + sc[4 * n + 3];
+      for (int e = 0; e < 4; ++e) {
+        float x = HAS_BIAS ? la_fma(sc[4 * n + e], scale, bv[e]) : sc[4 * n + e] * scale;
+        if constexpr (EDGE) {
+          const int kj = k0 + col + (e & 1);
+          bool ok = (unsigned int)(kj - (e < 2 ? lo_a : lo_b)) < (e < 2 ? cnt_a : cnt_b);
+          if constexpr (HAS_MASK) {
+            ok = ok && key_mask[(unsigned long long)bi * seq + kj] != 0;
+          }
+          x = ok ? x : NEG_INF;
+        }
+        sc[4 * n + e] = x;
       }
-      l_a = l_a * corr_a + sum_a;
-      l_b = l_b * corr_b + sum_b;
+      tmax_a = la_max(tmax_a, la_max(sc[4 * n], sc[4 * n + 1]));
+      tmax_b = la_max(tmax_b, la_max(sc[4 * n + 2], sc[4 * n + 3]));
+    }
+    tmax_a = la_max(tmax_a, la_shfl_xor(tmax_a, 1));
+    tmax_a = la_max(tmax_a, la_shfl_xor(tmax_a, 2));
+    tmax_b = la_max(tmax_b, la_shfl_xor(tmax_b, 1));
+    tmax_b = la_max(tmax_b, la_shfl_xor(tmax_b, 2));
+    const float mn_a = la_max(m_a, tmax_a);
+    const float mn_b = la_max(m_b, tmax_b);
+    // A row that has met no valid key yet keeps -inf; subtracting 0 then gives p = 0.
+    const float mu_a = (mn_a == NEG_INF ? 0.f : mn_a) * LOG2E;
+    const float mu_b = (mn_b == NEG_INF ? 0.f : mn_b) * LOG2E;
+    corr_a = la_exp2(la_fma(m_a, LOG2E, -mu_a));
+    corr_b = la_exp2(la_fma(m_b, LOG2E, -mu_b));
+    m_a = mn_a;
+    m_b = mn_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int n = 0; n < NS; ++n) {
+      sc[4 * n] = la_exp2(la_fma(sc[4 * n], LOG2E, -mu_a));
+      sc[4 * n + 1] = la_exp2(la_fma(sc[4 * n + 1], LOG2E, -mu_a));
+      sc[4 * n + 2] = la_exp2(la_fma(sc[4 * n + 2], LOG2E, -mu_b));
+      sc[4 * n + 3] = la_exp2(la_fma(sc[4 * n + 3], LOG2E, -mu_b));
+      sum_a += sc[4 * n] + sc[4 * n + 1];
+      sum_b += sc[4 * n + 2] + sc[4 * n + 3];
+    }
+    l_a = l_a * corr_a + sum_a;
+    l_b = l_b * corr_b + sum_b;
+  };
+  auto softmax_tile = [&](int i, int s, float& corr_a, float& corr_b) {
+    const int k0 = kt0 + i * BK;
+    const bool edge = HAS_MASK || k0 < 0 || k0 + BK > seq || k0 < wr0 + 15 - L ||
+                      k0 + BK - 1 > wr0 + R;
+    if (edge) {
+      softmax(la_bool<true>{}, k0, s, corr_a, corr_b);
+    } else {
+      softmax(la_bool<false>{}, k0, s, corr_a, corr_b);
+    }
+  };
+  auto rescale_and_pack = [&](float corr_a, float corr_b) {
+    // Once the maxima settle, most tiles change no row's maximum.
+    if (la_any(corr_a != 1.f || corr_b != 1.f)) {
 #pragma unroll
       for (int n = 0; n < NO; ++n) {
         o[4 * n] *= corr_a;
@@ -359,52 +502,116 @@ extern "C" __global__ void __launch_bounds__(128 * NWG) KERNEL_NAME(
         o[4 * n + 2] *= corr_b;
         o[4 * n + 3] *= corr_b;
       }
-      unsigned int pf[BK / 16][4];
-#pragma unroll
-      for (int kc = 0; kc < BK / 16; ++kc) {
-        pf[kc][0] = la_pack(sc[8 * kc], sc[8 * kc + 1]);
-        pf[kc][1] = la_pack(sc[8 * kc + 2], sc[8 * kc + 3]);
-        pf[kc][2] = la_pack(sc[8 * kc + 4], sc[8 * kc + 5]);
-        pf[kc][3] = la_pack(sc[8 * kc + 6], sc[8 * kc + 7]);
-      }
-      la_wg_fence();
-#pragma unroll
-      for (int kc = 0; kc < BK / 16; ++kc) {
-        la_wgmma_o(o, pf[kc], la_desc(vs + kc * 256, v_lbo, v_sbo), 1);
-      }
-      la_wg_commit();
-      la_wg_wait();
     }
-    la_sync();
+#pragma unroll
+    for (int kc = 0; kc < BK / 16; ++kc) {
+      pf[kc][0] = la_pack(sc[8 * kc], sc[8 * kc + 1]);
+      pf[kc][1] = la_pack(sc[8 * kc + 2], sc[8 * kc + 3]);
+      pf[kc][2] = la_pack(sc[8 * kc + 4], sc[8 * kc + 5]);
+      pf[kc][3] = la_pack(sc[8 * kc + 6], sc[8 * kc + 7]);
+    }
+  };
+  // The rows of chunk o_q0 are complete: normalize and store them, start afresh (the next
+  // softmax rescales o by 0), and fetch the next chunk's queries.
+  int o_q0 = blockIdx.x * BQ;
+  auto finish_chunk = [&]() {
+    l_a += la_shfl_xor(l_a, 1);
+    l_a += la_shfl_xor(l_a, 2);
+    l_b += la_shfl_xor(l_b, 1);
+    l_b += la_shfl_xor(l_b, 2);
+    const float inv_a = l_a > 0.f ? la_rcp(l_a) : 0.f;
+    const float inv_b = l_b > 0.f ? la_rcp(l_b) : 0.f;
+    const int ra = o_q0 + warp * 16 + g;
+    const int rb = ra + 8;
+    unsigned int* pa = reinterpret_cast<unsigned int*>(oh + (long long)ra * D) + t4;
+    unsigned int* pb = reinterpret_cast<unsigned int*>(oh + (long long)rb * D) + t4;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      if (ra < seq) pa[4 * n] = la_pack(o[4 * n] * inv_a, o[4 * n + 1] * inv_a);
+      if (rb < seq) pb[4 * n] = la_pack(o[4 * n + 2] * inv_b, o[4 * n + 3] * inv_b);
+    }
+    m_a = m_b = NEG_INF;
+    l_a = l_b = 0.f;
+    if (o_q0 + q_step < q_end) load_q(o_q0 + q_step);
+  };
+
+  // Each step multiplies Q by one tile's keys and, meanwhile, the probabilities of the
+  // tile before by its values, so that the tensor cores work during the softmax. A
+  // warpgroup's first tile of a chunk has no product of values before it and its last one
+  // is followed by a step with that product alone, where the chunk's rows are stored.
+  // Each branch issues and waits for its own products (ptxas serializes wgmma otherwise).
+  int js = 0;  // tiles consumed so far; tile js sits in stage js % STAGES
+  bool pending = false;
+  for (int c = blockIdx.x; c < n_chunks; c += c_step) {
+    const int q0 = c * BQ;
+    kt0 = q0 - L;
+    wr0 = q0 + warp * 16;
+    const int gr0 = q0 + wg * 64;
+    const int i_first = first_tile(q0);
+    const int i_last = last_tile(q0);
+    const bool wg_live = gr0 < seq;
+    const int w_first = wg_live ? (la_max_i(gr0 - L, 0) - kt0) / BK : 1 << 30;
+    const int w_last = wg_live ? (la_min(seq - 1, gr0 + 63 + R) - kt0) / BK : -1;
+    // The keys rows qa and qb may attend to: cnt from lo on (none for rows past the end).
+    const int qa = wr0 + g;
+    const int qb = qa + 8;
+    lo_a = la_max_i(qa - L, 0);
+    lo_b = la_max_i(qb - L, 0);
+    cnt_a = (unsigned int)la_max_i(la_min(qa + R, seq - 1) - lo_a + 1, 0);
+    cnt_b = (unsigned int)la_max_i(la_min(qb + R, seq - 1) - lo_b + 1, 0);
+    const int i_stop = c + c_step >= n_chunks ? i_last + 1 : i_last;
+    for (int i = i_first; i <= i_stop; ++i) {
+      la_cp_wait<AHEAD - 1>();
+      la_fence_async();
+      la_sync();
+      const int s_cur = js % STAGES;
+      const int s_prev = (js + STAGES - 1) % STAGES;
+      const int s_load = (js + AHEAD) % STAGES;
+      const bool do_s = i >= w_first && i <= w_last;
+      float corr_a, corr_b;
+      if (do_s && pending && o_q0 == q0) {
+        issue_scores(s_cur);
+        issue_values(s_prev);
+        load_next(s_load);
+        la_wg_wait<1>();
+        la_fence_regs(sc);
+        softmax_tile(i, s_cur, corr_a, corr_b);
+        // The previous tile's product must be done before the output rows are rescaled
+        // and the probability registers refilled.
+        la_wg_wait<0>();
+        la_fence_regs(o);
+        rescale_and_pack(corr_a, corr_b);
+      } else if (do_s) {
+        if (pending) {
+          // The previous chunk's last product was left for this step (no step was free
+          // for it: one warpgroup per block, or the end of the sequence is near).
+          issue_values(s_prev);
+          la_wg_wait<0>();
+          la_fence_regs(o);
+          finish_chunk();
+        }
+        o_q0 = q0;
+        issue_scores(s_cur);
+        load_next(s_load);
+        la_wg_wait<0>();
+        la_fence_regs(sc);
+        softmax_tile(i, s_cur, corr_a, corr_b);
+        rescale_and_pack(corr_a, corr_b);
+        pending = true;
+      } else if (pending) {
+        issue_values(s_prev);
+        load_next(s_load);
+        la_wg_wait<0>();
+        la_fence_regs(o);
+        finish_chunk();
+        pending = false;
+      } else {
+        load_next(s_load);
+      }
+      if (i <= i_last) ++js;
+    }
   }
   la_cp_wait<0>();
-
-  l_a += la_shfl_xor(l_a, 1);
-  l_a += la_shfl_xor(l_a, 2);
-  l_b += la_shfl_xor(l_b, 1);
-  l_b += la_shfl_xor(l_b, 2);
-  const float inv_a = l_a > 0.f ? la_rcp(l_a) : 0.f;
-  const float inv_b = l_b > 0.f ? la_rcp(l_b) : 0.f;
-
-  // Each warp parks its 16 rows in the first stage, then writes them out 16 bytes a lane.
-  u16* os = reinterpret_cast<u16*>(smem) + warp * 16 * QS;
-#pragma unroll
-  for (int n = 0; n < NO; ++n) {
-    *reinterpret_cast<unsigned int*>(os + g * QS + 8 * n + 2 * t4) =
-        la_pack(o[4 * n] * inv_a, o[4 * n + 1] * inv_a);
-    *reinterpret_cast<unsigned int*>(os + (g + 8) * QS + 8 * n + 2 * t4) =
-        la_pack(o[4 * n + 2] * inv_b, o[4 * n + 3] * inv_b);
-  }
-  la_syncwarp();
-  u16* oh = out + head_off;
-  for (int f = lane; f < 16 * DC; f += 32) {
-    const int r = f / DC;
-    const int c = (f - r * DC) * 8;
-    if (wr0 + r < seq) {
-      *reinterpret_cast<la_u4*>(oh + (unsigned long long)(wr0 + r) * D + c) =
-          *reinterpret_cast<const la_u4*>(os + r * QS + c);
-    }
-  }
 }
 """
 
@@ -430,7 +637,9 @@ def _hopper() -> bool:
     return _is_hopper
 
 
-def source(name: str, d: int, left: int, right: int, flags: dict[str, bool], nwg: int) -> str:
+def source(
+    name: str, d: int, left: int, right: int, flags: dict[str, bool], nwg: int, stages: int
+) -> str:
     ptx_type = "f16" if flags["half"] else "bf16"
     consts = [
         f"#define LA_HALF {int(flags['half'])}",
@@ -439,6 +648,7 @@ def source(name: str, d: int, left: int, right: int, flags: dict[str, bool], nwg
         f"constexpr int L = {left};",
         f"constexpr int R = {right};",
         f"constexpr int NWG = {nwg};",
+        f"constexpr int STAGES = {stages};",
         f"constexpr bool HAS_BIAS = {str(flags['bias']).lower()};",
         f"constexpr bool BIAS_BCAST = {str(flags['bcast']).lower()};",
         f"constexpr bool HAS_MASK = {str(flags['mask']).lower()};",
@@ -452,15 +662,42 @@ def source(name: str, d: int, left: int, right: int, flags: dict[str, bool], nwg
     )
 
 
-def shared_bytes(d: int, nwg: int, has_bias: bool) -> int:
+def stage_bytes(d: int, nwg: int, has_bias: bool) -> int:
+    """K and V tiles and the band term's rows, rounded up to 1 KB (the swizzle's alignment)."""
     block_q = 64 * nwg
-    stage = 2 * BLOCK_K * d * ELEMENT_BYTES + (
-        block_q * (BLOCK_K + 8) * ELEMENT_BYTES if has_bias else 0
-    )
-    return 2 * stage
+    stage = 2 * BLOCK_K * d * ELEMENT_BYTES
+    stage += block_q * (BLOCK_K + 8) * ELEMENT_BYTES if has_bias else 0
+    return -(-stage // 1024) * 1024
+
+
+def pipeline_stages(d: int, nwg: int, has_bias: bool) -> int:
+    """As many stages as fit, up to 4 (two tiles in flight while two are computed on)."""
+    fit = (MAX_SHARED_BYTES - 1024) // stage_bytes(d, nwg, has_bias)
+    return min(4, fit)
+
+
+def shared_bytes(d: int, nwg: int, has_bias: bool) -> int:
+    stages = pipeline_stages(d, nwg, has_bias)
+    return stages * stage_bytes(d, nwg, has_bias) + 1024
 
 
 _cubins: dict[str, bytes] = {}
+_multiprocessors: int | None = None
+
+# Blocks per multiprocessor to aim at: enough waves that the last one is short.
+WAVES = 8
+
+
+def chunks_per_block(chunks: int, heads: int) -> int:
+    """How many chunks of queries one block takes (every G-th chunk of its head).
+
+    A block's first tiles and queries load with nothing to overlap them with; taking several
+    chunks, it loads the next chunk's tiles and queries while computing the last one's.
+    """
+    global _multiprocessors
+    if _multiprocessors is None:
+        _multiprocessors = nvrtc.multiprocessor_count()
+    return max(1, (chunks * heads) // (WAVES * _multiprocessors))
 
 
 def wgmma_local_attention(
@@ -474,7 +711,9 @@ def wgmma_local_attention(
     scale: float,
     warpgroups: int = WARPGROUPS,
     descriptor_flags: int | None = None,
+    per_block: int | None = None,
 ) -> mx.array:
+    """`per_block`: chunks of 64 * `warpgroups` queries per block (default: a few waves)."""
     b, h, t, d = q.shape
     flags = {
         "half": q.dtype == mx.float16,
@@ -483,9 +722,14 @@ def wgmma_local_attention(
         "mask": key_mask is not None,
     }
     tag = "".join(str(int(x)) for x in flags.values())
-    name = f"la_wgmma_d{d}_l{left}_r{right}_g{warpgroups}_{tag}"
+    if warpgroups not in (1, 2):
+        raise ValueError(f"the warpgroup kernel takes 1 or 2 warpgroups, not {warpgroups}")
+    stages = pipeline_stages(d, warpgroups, flags["bias"])
+    if stages < 3:
+        raise ValueError(f"{warpgroups} warpgroups with heads of {d} leave no room for 3 stages")
+    name = f"la_wgmma_d{d}_l{left}_r{right}_g{warpgroups}_s{stages}_{tag}"
     if name not in _cubins:
-        code = source(name, d, left, right, flags, warpgroups)
+        code = source(name, d, left, right, flags, warpgroups, stages)
         _cubins[name] = nvrtc.compile_cubin(code, name, "sm_90a")
     if bias is None:
         bias = mx.zeros((8,), q.dtype)
@@ -495,6 +739,9 @@ def wgmma_local_attention(
         key_mask = mx.zeros((1,), mx.bool_)
     block_q = 64 * warpgroups
     threads = 128 * warpgroups
+    chunks = -(-t // block_q)
+    if per_block is None:
+        per_block = chunks_per_block(chunks, b * h)
     flags_value = DESCRIPTOR_FLAGS if descriptor_flags is None else descriptor_flags
     (out,) = mx.fast.precompiled_cuda_kernel(
         name=name,
@@ -504,7 +751,7 @@ def wgmma_local_attention(
         output_dtypes=[q.dtype],
         # nanobind takes a Python float as a C float only where that loses nothing.
         scalars=[t, h, b, struct.unpack("f", struct.pack("f", scale))[0], flags_value],
-        grid=(-(-t // block_q) * threads, b * h, 1),
+        grid=(-(-chunks // per_block) * threads, b * h, 1),
         threadgroup=(threads, 1, 1),
         shared_memory=shared_bytes(d, warpgroups, flags["bias"]),
         ensure_row_contiguous=True,

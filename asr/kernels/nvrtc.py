@@ -49,16 +49,24 @@ def library() -> ctypes.CDLL:
     return _library
 
 
-def compute_capability() -> tuple[int, int]:
-    """The device's compute capability, through the CUDA driver."""
+def _device_attribute(attribute: int) -> int:
     driver = ctypes.CDLL("libcuda.so.1")
     device = ctypes.c_int()
     if driver.cuInit(0) != 0 or driver.cuDeviceGet(ctypes.byref(device), 0) != 0:
         raise NVRTCError("no CUDA device")
-    major, minor = ctypes.c_int(), ctypes.c_int()
-    driver.cuDeviceGetAttribute(ctypes.byref(major), 75, device)  # ..._COMPUTE_CAPABILITY_MAJOR
-    driver.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)  # ..._COMPUTE_CAPABILITY_MINOR
-    return major.value, minor.value
+    value = ctypes.c_int()
+    driver.cuDeviceGetAttribute(ctypes.byref(value), attribute, device)
+    return value.value
+
+
+def compute_capability() -> tuple[int, int]:
+    """The device's compute capability, through the CUDA driver."""
+    # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR and _MINOR
+    return _device_attribute(75), _device_attribute(76)
+
+
+def multiprocessor_count() -> int:
+    return _device_attribute(16)  # CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 
 
 def compile_cubin(source: str, name: str, arch: str) -> bytes:
@@ -71,7 +79,7 @@ def compile_cubin(source: str, name: str, arch: str) -> bytes:
     if status != 0:
         raise NVRTCError(f"nvrtcCreateProgram failed ({status})")
     try:
-        options = [f"--gpu-architecture={arch}".encode(), b"--std=c++17"]
+        options = [f"--gpu-architecture={arch}".encode(), b"--std=c++17", b"-default-device"]
         array = (ctypes.c_char_p * len(options))(*options)
         status = lib.nvrtcCompileProgram(program, len(options), array)
         if status != 0:
