@@ -39,8 +39,8 @@ MAX_SHARED_BYTES = 227 * 1024  # per block, on sm_90
 # many queries as one warpgroup would, and leave room for 4 stages.
 WARPGROUPS = 2
 
-# Bit 0 swaps the roles of the two strides in K's descriptor, bit 1 in V's.
-DESCRIPTOR_FLAGS = 0
+# Per-stage barriers instead of one block barrier per tile.
+MBARRIERS = False
 
 
 def _wgmma_function(name: str, n: int, ptx_type: str, trans_b: int) -> str:
@@ -82,6 +82,18 @@ __device__ __forceinline__ void la_cp16_hint(unsigned int dst, const void* src,
   asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n"
                :: "r"(dst), "l"(src), "l"(policy) : "memory");
 }
+// The same with constant offsets from both addresses (no address arithmetic per copy).
+template <int SO, int GO>
+__device__ __forceinline__ void la_cp16_at(unsigned int dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0+%3], [%1+%4], 16, %2;\n"
+               :: "r"(dst), "l"(src), "r"(src_bytes), "n"(SO), "n"(GO) : "memory");
+}
+template <int SO, int GO>
+__device__ __forceinline__ void la_cp16_hint_at(unsigned int dst, const void* src,
+                                                unsigned long long policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0+%3], [%1+%4], 16, %2;\n"
+               :: "r"(dst), "l"(src), "l"(policy), "n"(SO), "n"(GO) : "memory");
+}
 __device__ __forceinline__ unsigned long long la_policy_evict_first() {
   unsigned long long policy;
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
@@ -110,12 +122,14 @@ template <int N> __device__ __forceinline__ void la_fence_regs(float (&r)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
-// A shared-memory matrix descriptor, 128-byte swizzle mode.
-__device__ __forceinline__ unsigned long long la_desc(unsigned int addr, unsigned int lbo,
-                                                      unsigned int sbo) {
-  return (unsigned long long)((addr & 0x3FFFFu) >> 4) |
-         ((unsigned long long)((lbo >> 4) & 0x3FFFu) << 16) |
-         ((unsigned long long)((sbo >> 4) & 0x3FFFu) << 32) | (1ull << 62);
+// Shared-memory matrix descriptors, 128-byte swizzle mode: the low word (address and
+// leading stride) and the high word (stride and mode). The 14-bit address field cannot
+// overflow within shared memory, so offsets (in 16 bytes) add to the low word.
+__device__ __forceinline__ unsigned int la_desc_lo(unsigned int addr, unsigned int lbo) {
+  return ((addr & 0x3FFFFu) >> 4) | (((lbo >> 4) & 0x3FFFu) << 16);
+}
+__device__ __forceinline__ constexpr unsigned long long la_desc_hi(unsigned int sbo) {
+  return ((unsigned long long)((sbo >> 4) & 0x3FFFu) << 32) | (1ull << 62);
 }
 __device__ __forceinline__ float la_shfl_xor(float x, int mask) {
   float r;
@@ -123,6 +137,23 @@ __device__ __forceinline__ float la_shfl_xor(float x, int mask) {
   return r;
 }
 __device__ __forceinline__ void la_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
+__device__ __forceinline__ void la_mbar_init(unsigned int bar, unsigned int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void la_mbar_arrive(unsigned int bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
+}
+// Arrives on the barrier once this thread's copies issued so far have landed.
+__device__ __forceinline__ void la_mbar_arrive_copies(unsigned int bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(bar) : "memory");
+}
+__device__ __forceinline__ void la_mbar_wait(unsigned int bar, unsigned int parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nLA_WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra LA_WAIT_%=;\n}\n" :: "r"(bar), "r"(parity) : "memory");
+  __syncwarp();  // the warpgroup instructions after it need a converged warp
+}
 __device__ __forceinline__ int la_min(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int la_max_i(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ float la_fma(float a, float b, float c) {
@@ -137,6 +168,14 @@ __device__ __forceinline__ bool la_any(bool p) {
   return r != 0;
 }
 template <bool B> struct la_bool { static constexpr bool value = B; };
+template <int I> struct la_int { static constexpr int value = I; };
+// f(la_int<0>{}), ..., f(la_int<N - 1>{}): loop indices usable as template arguments.
+template <int N, int I = 0, class F> __device__ __forceinline__ void la_static_for(F&& f) {
+  if constexpr (I < N) {
+    f(la_int<I>{});
+    la_static_for<N, I + 1>(f);
+  }
+}
 // Elements between the band term's pointer and the 16-byte boundary below it.
 __device__ __forceinline__ long long la_bias_lead(const u16* p) {
   return (long long)((reinterpret_cast<unsigned long long>(p) & 15ull) >> 1);
@@ -193,12 +232,12 @@ __device__ __forceinline__ unsigned int la_pack(float lo, float hi) {
 """
 
 # Constants defined before this: D, L, R, HAS_BIAS, BIAS_BCAST, HAS_MASK, NWG (warpgroups
-# per block), STAGES, LA_HALF. Scalars: seq, heads, batch, scale, flags.
+# per block), STAGES, LA_HALF. Scalars: seq, heads, batch, scale.
 KERNEL = r"""
 extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
     const u16* __restrict__ bias, const unsigned char* __restrict__ key_mask,
-    u16* __restrict__ out, int seq, int heads, int batch, float scale, int flags) {
+    u16* __restrict__ out, int seq, int heads, int batch, float scale) {
   constexpr int BQ = 64 * NWG;         // query rows of a chunk; a block takes several
   constexpr int BK = 64;
   constexpr int NT = 128 * NWG;
@@ -276,56 +315,60 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   // The band term is read once: it should not push K and V, read 5 times, out of L2.
   const unsigned long long evict_first = la_policy_evict_first();
 
-  auto load_tile = [&](int q0, int i, int s) {
-    const int k0 = q0 - L + i * BK;
+  // Each thread's first K and V chunk and band-term chunks; a tile adds whole rows to them.
+  const u16* kp_thread = kh + kv_r0 * D + kv_c * 8;
+  const u16* vp_thread = vh + kv_r0 * D + kv_c * 8;
+  const u16* bp_thread = bias_al + b_base;
+  const u16* bl_thread = bias_al + b_last;
+  // Whether every band-term copy of chunk q0 up to tile `last` stays inside the buffer
+  // (all but the last chunks of the last head), so that they need no test.
+  auto bias_inside = [&](int q0, int last) {
+    return bias_head + (long long)(q0 + BQ) * M + (long long)last * BK + 8 * BC <= bias_end;
+  };
+
+  // Copies key row k0 on (its tile) and the band term from b_step elements on into stage s.
+  auto load_tile = [&](int k0, long long b_step, bool bias_safe, int s) {
     const unsigned int ks = sbase + s * STAGE + kv_dst0;
     const unsigned int vs = ks + KV_BYTES;
-    const u16* kp = kh + (long long)(k0 + kv_r0) * D + kv_c * 8;
-    const u16* vp = vh + (long long)(k0 + kv_r0) * D + kv_c * 8;
     if (k0 >= 0 && k0 + BK <= seq) {
-#pragma unroll
-      for (int n = 0; n < BK / KV_ROWS; ++n) {
-        la_cp16(ks + n * KV_ROWS * 128, kp + n * KV_ROWS * D, 16);
-        la_cp16(vs + n * KV_ROWS * 128, vp + n * KV_ROWS * D, 16);
-      }
+      const u16* kp = kp_thread + k0 * D;
+      const u16* vp = vp_thread + k0 * D;
+      la_static_for<BK / KV_ROWS>([&](auto n) {
+        constexpr int N = decltype(n)::value;
+        la_cp16_at<N * KV_ROWS * 128, N * KV_ROWS * D * 2>(ks, kp, 16);
+        la_cp16_at<N * KV_ROWS * 128, N * KV_ROWS * D * 2>(vs, vp, 16);
+      });
     } else {
 #pragma unroll
       for (int n = 0; n < BK / KV_ROWS; ++n) {
         const int kj = k0 + kv_r0 + n * KV_ROWS;
         const bool ok = kj >= 0 && kj < seq;
-        const long long off = ok ? (long long)n * KV_ROWS * D : -(long long)(k0 + kv_r0) * D;
-        la_cp16(ks + n * KV_ROWS * 128, kp + off, ok ? 16 : 0);
-        la_cp16(vs + n * KV_ROWS * 128, vp + off, ok ? 16 : 0);
+        const int off = ok ? kj * D : 0;
+        la_cp16(ks + n * KV_ROWS * 128, kh + kv_c * 8 + off, ok ? 16 : 0);
+        la_cp16(vs + n * KV_ROWS * 128, vh + kv_c * 8 + off, ok ? 16 : 0);
       }
     }
     if constexpr (HAS_BIAS) {
       const unsigned int bs = sbase + s * STAGE + 2 * KV_BYTES + (b_r0 * BS + 8 * b_c) * 2;
-      const long long step = (long long)q0 * M + (long long)i * BK;
-      const u16* bp = bias_al + b_base + step;
-      // Past the last element the copies of this tile can reach.
-      const long long reach = bias_head + (long long)(q0 + BQ) * M + (long long)i * BK + 8 * BC;
-      if (reach <= bias_end) {
-#pragma unroll
-        for (int n = 0; n < BQ / B_ROWS; ++n) {
-          la_cp16_hint(bs + n * B_ROWS * BS * 2, bp + (long long)n * B_ROWS * (M - 1),
-                       evict_first);
-        }
-        if (tid < BQ) {
-          la_cp16_hint(sbase + s * STAGE + 2 * KV_BYTES + (tid * BS + 8 * (BC - 1)) * 2,
-                       bias_al + b_last + step, evict_first);
-        }
+      const unsigned int bl = sbase + s * STAGE + 2 * KV_BYTES + (tid * BS + 8 * (BC - 1)) * 2;
+      if (bias_safe) {
+        const u16* bp = bp_thread + b_step;
+        la_static_for<BQ / B_ROWS>([&](auto n) {
+          constexpr int N = decltype(n)::value;
+          la_cp16_hint_at<N * B_ROWS * BS * 2, N * B_ROWS * (M - 1) * 2>(bs, bp, evict_first);
+        });
+        if (tid < BQ) la_cp16(bl, bl_thread + b_step, 16);
       } else {
 #pragma unroll
         for (int n = 0; n < BQ / B_ROWS; ++n) {
-          const long long a = b_base + step + (long long)n * B_ROWS * (M - 1);
+          const long long a = b_base + b_step + (long long)n * B_ROWS * (M - 1);
           const bool ok = a < bias_end;
           la_cp16(bs + n * B_ROWS * BS * 2, bias_al + (ok ? a : 0), ok ? 16 : 0);
         }
         if (tid < BQ) {
-          const long long a = b_last + step;
+          const long long a = b_last + b_step;
           const bool ok = a < bias_end;
-          la_cp16(sbase + s * STAGE + 2 * KV_BYTES + (tid * BS + 8 * (BC - 1)) * 2,
-                  bias_al + (ok ? a : 0), ok ? 16 : 0);
+          la_cp16(bl, bias_al + (ok ? a : 0), ok ? 16 : 0);
         }
       }
     }
@@ -335,16 +378,47 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   int load_q0 = blockIdx.x * BQ;
   int load_i = first_tile(load_q0);
   int load_last = last_tile(load_q0);
+  int load_k0 = load_q0 - L + load_i * BK;
+  long long load_b = (long long)load_q0 * M + load_i * BK;
+  bool load_inside = bias_inside(load_q0, load_last);
+  // With MBAR, "full" barrier s completes when every thread's copies into stage s have
+  // landed, "empty" barrier s when every warp is done with the tile stage s holds: the two
+  // warpgroups then need not wait for each other at every tile.
+  const unsigned int full_bar = sbase + STAGES * STAGE;
+  const unsigned int empty_bar = full_bar + 8 * STAGES;
+  if constexpr (MBAR) {
+    if (tid == 0) {
+#pragma unroll
+      for (int st = 0; st < STAGES; ++st) {
+        la_mbar_init(full_bar + 8 * st, NT);
+        la_mbar_init(empty_bar + 8 * st, NT / 32);
+      }
+    }
+    la_sync();
+  }
+  int load_t = 0;  // tiles copied so far; tile t goes to stage t % STAGES
   auto load_next = [&](int s) {
     if (load_q0 < q_end) {
-      load_tile(load_q0, load_i, s);
+      if constexpr (MBAR) {
+        if (load_t >= STAGES) {
+          la_mbar_wait(empty_bar + 8 * s, ((load_t / STAGES) - 1) & 1);
+        }
+      }
+      load_tile(load_k0, load_b, load_inside, s);
+      if constexpr (MBAR) la_mbar_arrive_copies(full_bar + 8 * s);
+      ++load_t;
+      load_k0 += BK;
+      load_b += BK;
       if (++load_i > load_last) {
         load_q0 += q_step;
         load_i = first_tile(load_q0);
         load_last = last_tile(load_q0);
+        load_k0 = load_q0 - L + load_i * BK;
+        load_b = (long long)load_q0 * M + load_i * BK;
+        load_inside = bias_inside(load_q0, load_last);
       }
     }
-    la_cp_commit();
+    if constexpr (!MBAR) la_cp_commit();
   };
 #pragma unroll
   for (int a = 0; a < AHEAD; ++a) load_next(a);
@@ -377,10 +451,9 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   // With an even row stride every row of the block starts on the same parity, so when that
   // is even each pair of adjacent columns is one aligned 32-bit word.
   const bool bias_pairs = (M - 1) % 2 == 0 && (brow_a & 1) == 0;
-  const unsigned int k_lbo = (flags & 1) ? 1024 : 16;
-  const unsigned int k_sbo = (flags & 1) ? 16 : 1024;
-  const unsigned int v_lbo = (flags & 2) ? 1024 : ATOM;
-  const unsigned int v_sbo = (flags & 2) ? ATOM : 1024;
+  // Descriptor strides: K-major K (leading 16 bytes, 8-row groups 1024 bytes apart);
+  // MN-major V (64-column atoms ATOM bytes apart, 8-row groups 1024 bytes apart).
+  constexpr unsigned int k_lbo = 16, k_sbo = 1024, v_lbo = ATOM, v_sbo = 1024;
 
   float o[NO * 4];
 #pragma unroll
@@ -398,51 +471,73 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   // Products are issued here and waited for by the caller.
   auto issue_scores = [&](int s) {
     const unsigned int ks = sbase + s * STAGE;
+    const unsigned int kd = la_desc_lo(ks, k_lbo);
     la_fence_regs(sc);
     la_wg_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      la_wgmma_s(sc, qf[kk], la_desc(ks + (kk >> 2) * ATOM + (kk & 3) * 32, k_lbo, k_sbo),
-                 kk > 0);
+      const unsigned int off = ((kk >> 2) * ATOM + (kk & 3) * 32) >> 4;
+      la_wgmma_s(sc, qf[kk], la_desc_hi(k_sbo) | (kd + off), kk > 0);
     }
     la_wg_commit();
   };
   auto issue_values = [&](int s) {
     const unsigned int vs = sbase + s * STAGE + KV_BYTES;
+    const unsigned int vd = la_desc_lo(vs, v_lbo);
     la_fence_regs(o);
     la_wg_fence();
 #pragma unroll
     for (int kc = 0; kc < BK / 16; ++kc) {
-      la_wgmma_o(o, pf[kc], la_desc(vs + kc * 2048, v_lbo, v_sbo), 1);
+      la_wgmma_o(o, pf[kc], la_desc_hi(v_sbo) | (vd + kc * 2048 / 16), 1);
     }
     la_wg_commit();
   };
-  // Scores of tile i to probabilities (in sc), the running maxima (in natural units) and
-  // sums updated; returns the factors the output rows must be rescaled by. Tiles where some
-  // key of this warp's rows is out of band, out of the sequence or masked take the EDGE
-  // path; the others skip those tests.
-  auto softmax = [&](auto edge_tag, int k0, int s, float& corr_a, float& corr_b) {
+  // Scores of tile i to probabilities (in sc), the sums updated; returns the factors the
+  // output rows must be rescaled by. Tiles where some key of this warp's rows is out of
+  // band, out of the sequence or masked take the EDGE path; the others skip those tests.
+  // PAIRS: each two adjacent columns of the band term are one aligned 32-bit word.
+  //
+  // The maximum a row's probabilities are taken against (m) moves only when the tile's
+  // maximum passes it by more than RESCALE_AT (in natural units): probabilities up to
+  // 2^8 are exact enough in 16 bits and sum safely in float32, and the output rows are
+  // then rescaled only on the few tiles where a row's maximum jumps.
+  auto softmax = [&](auto edge_tag, auto pairs_tag, int k0, int s, float& corr_a,
+                     float& corr_b) {
     constexpr bool EDGE = decltype(edge_tag)::value;
+    constexpr bool PAIRS = decltype(pairs_tag)::value;
+    constexpr float RESCALE_AT = 8.f / LOG2E;
     const u16* bs = reinterpret_cast<const u16*>(smem + s * STAGE + 2 * KV_BYTES);
+    // The band term first, all loads in flight at once.
+    float bv[NS * 4];
+    if constexpr (HAS_BIAS && PAIRS) {
+      unsigned int words[NS * 2];
+#pragma unroll
+      for (int n = 0; n < NS; ++n) {
+        words[2 * n] = *reinterpret_cast<const unsigned int*>(bs + brow_a + 8 * n + 2 * t4);
+        words[2 * n + 1] = *reinterpret_cast<const unsigned int*>(bs + brow_b + 8 * n + 2 * t4);
+      }
+#pragma unroll
+      for (int n = 0; n < NS; ++n) {
+        la_pair_to_float(words[2 * n], bv + 4 * n);
+        la_pair_to_float(words[2 * n + 1], bv + 4 * n + 2);
+      }
+    } else if constexpr (HAS_BIAS) {
+#pragma unroll
+      for (int n = 0; n < NS; ++n) {
+        const int col = 8 * n + 2 * t4;
+        bv[4 * n] = la_to_float(bs[brow_a + col]);
+        bv[4 * n + 1] = la_to_float(bs[brow_a + col + 1]);
+        bv[4 * n + 2] = la_to_float(bs[brow_b + col]);
+        bv[4 * n + 3] = la_to_float(bs[brow_b + col + 1]);
+      }
+    }
     float tmax_a = NEG_INF, tmax_b = NEG_INF;
 #pragma unroll
     for (int n = 0; n < NS; ++n) {
       const int col = 8 * n + 2 * t4;
-      float bv[4] = {0.f, 0.f, 0.f, 0.f};
-      if constexpr (HAS_BIAS) {
-        if (bias_pairs) {
-          la_pair_to_float(*reinterpret_cast<const unsigned int*>(bs + brow_a + col), bv);
-          la_pair_to_float(*reinterpret_cast<const unsigned int*>(bs + brow_b + col), bv + 2);
-        } else {
-          bv[0] = la_to_float(bs[brow_a + col]);
-          bv[1] = la_to_float(bs[brow_a + col + 1]);
-          bv[2] = la_to_float(bs[brow_b + col]);
-          bv[3] = la_to_float(bs[brow_b + col + 1]);
-        }
-      }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        float x = HAS_BIAS ? la_fma(sc[4 * n + e], scale, bv[e]) : sc[4 * n + e] * scale;
+        float x = HAS_BIAS ? la_fma(sc[4 * n + e], scale, bv[4 * n + e]) : sc[4 * n + e] * scale;
         if constexpr (EDGE) {
           const int kj = k0 + col + (e & 1);
           bool ok = (unsigned int)(kj - (e < 2 ? lo_a : lo_b)) < (e < 2 ? cnt_a : cnt_b);
@@ -460,13 +555,14 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     tmax_a = la_max(tmax_a, la_shfl_xor(tmax_a, 2));
     tmax_b = la_max(tmax_b, la_shfl_xor(tmax_b, 1));
     tmax_b = la_max(tmax_b, la_shfl_xor(tmax_b, 2));
-    const float mn_a = la_max(m_a, tmax_a);
-    const float mn_b = la_max(m_b, tmax_b);
+    // -inf + RESCALE_AT is -inf: a row's first valid key always sets its maximum.
+    const float mn_a = tmax_a > m_a + RESCALE_AT ? tmax_a : m_a;
+    const float mn_b = tmax_b > m_b + RESCALE_AT ? tmax_b : m_b;
     // A row that has met no valid key yet keeps -inf; subtracting 0 then gives p = 0.
     const float mu_a = (mn_a == NEG_INF ? 0.f : mn_a) * LOG2E;
     const float mu_b = (mn_b == NEG_INF ? 0.f : mn_b) * LOG2E;
-    corr_a = la_exp2(la_fma(m_a, LOG2E, -mu_a));
-    corr_b = la_exp2(la_fma(m_b, LOG2E, -mu_b));
+    corr_a = mn_a == m_a ? 1.f : la_exp2(la_fma(m_a, LOG2E, -mu_a));
+    corr_b = mn_b == m_b ? 1.f : la_exp2(la_fma(m_b, LOG2E, -mu_b));
     m_a = mn_a;
     m_b = mn_b;
     float sum_a = 0.f, sum_b = 0.f;
@@ -486,10 +582,16 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     const int k0 = kt0 + i * BK;
     const bool edge = HAS_MASK || k0 < 0 || k0 + BK > seq || k0 < wr0 + 15 - L ||
                       k0 + BK - 1 > wr0 + R;
-    if (edge) {
-      softmax(la_bool<true>{}, k0, s, corr_a, corr_b);
+    if (bias_pairs) {
+      if (edge) {
+        softmax(la_bool<true>{}, la_bool<true>{}, k0, s, corr_a, corr_b);
+      } else {
+        softmax(la_bool<false>{}, la_bool<true>{}, k0, s, corr_a, corr_b);
+      }
+    } else if (edge) {
+      softmax(la_bool<true>{}, la_bool<false>{}, k0, s, corr_a, corr_b);
     } else {
-      softmax(la_bool<false>{}, k0, s, corr_a, corr_b);
+      softmax(la_bool<false>{}, la_bool<false>{}, k0, s, corr_a, corr_b);
     }
   };
   auto rescale_and_pack = [&](float corr_a, float corr_b) {
@@ -561,10 +663,14 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     cnt_b = (unsigned int)la_max_i(la_min(qb + R, seq - 1) - lo_b + 1, 0);
     const int i_stop = c + c_step >= n_chunks ? i_last + 1 : i_last;
     for (int i = i_first; i <= i_stop; ++i) {
-      la_cp_wait<AHEAD - 1>();
-      la_fence_async();
-      la_sync();
       const int s_cur = js % STAGES;
+      if constexpr (MBAR) {
+        if (i <= i_last) la_mbar_wait(full_bar + 8 * s_cur, (js / STAGES) & 1);
+      } else {
+        la_cp_wait<AHEAD - 1>();
+      }
+      la_fence_async();
+      if constexpr (!MBAR) la_sync();
       const int s_prev = (js + STAGES - 1) % STAGES;
       const int s_load = (js + AHEAD) % STAGES;
       const bool do_s = i >= w_first && i <= w_last;
@@ -608,6 +714,13 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
       } else {
         load_next(s_load);
       }
+      if constexpr (MBAR) {
+        // This warp is done with the tile before: its values product has been waited for.
+        if (js >= 1) {
+          __syncwarp();
+          if (lane == 0) la_mbar_arrive(empty_bar + 8 * ((js - 1) % STAGES));
+        }
+      }
       if (i <= i_last) ++js;
     }
   }
@@ -638,7 +751,14 @@ def _hopper() -> bool:
 
 
 def source(
-    name: str, d: int, left: int, right: int, flags: dict[str, bool], nwg: int, stages: int
+    name: str,
+    d: int,
+    left: int,
+    right: int,
+    flags: dict[str, bool],
+    nwg: int,
+    stages: int,
+    mbarriers: bool = False,
 ) -> str:
     ptx_type = "f16" if flags["half"] else "bf16"
     consts = [
@@ -649,6 +769,7 @@ def source(
         f"constexpr int R = {right};",
         f"constexpr int NWG = {nwg};",
         f"constexpr int STAGES = {stages};",
+        f"constexpr bool MBAR = {str(mbarriers).lower()};",
         f"constexpr bool HAS_BIAS = {str(flags['bias']).lower()};",
         f"constexpr bool BIAS_BCAST = {str(flags['bcast']).lower()};",
         f"constexpr bool HAS_MASK = {str(flags['mask']).lower()};",
@@ -672,13 +793,14 @@ def stage_bytes(d: int, nwg: int, has_bias: bool) -> int:
 
 def pipeline_stages(d: int, nwg: int, has_bias: bool) -> int:
     """As many stages as fit, up to 4 (two tiles in flight while two are computed on)."""
-    fit = (MAX_SHARED_BYTES - 1024) // stage_bytes(d, nwg, has_bias)
+    fit = (MAX_SHARED_BYTES - 1024 - 16 * 4) // stage_bytes(d, nwg, has_bias)
     return min(4, fit)
 
 
 def shared_bytes(d: int, nwg: int, has_bias: bool) -> int:
     stages = pipeline_stages(d, nwg, has_bias)
-    return stages * stage_bytes(d, nwg, has_bias) + 1024
+    # 1 KB for the alignment of the first stage, then two barriers per stage.
+    return stages * stage_bytes(d, nwg, has_bias) + 1024 + 16 * stages
 
 
 _cubins: dict[str, bytes] = {}
@@ -710,8 +832,8 @@ def wgmma_local_attention(
     key_mask: mx.array | None,
     scale: float,
     warpgroups: int = WARPGROUPS,
-    descriptor_flags: int | None = None,
     per_block: int | None = None,
+    mbarriers: bool | None = None,
 ) -> mx.array:
     """`per_block`: chunks of 64 * `warpgroups` queries per block (default: a few waves)."""
     b, h, t, d = q.shape
@@ -722,14 +844,16 @@ def wgmma_local_attention(
         "mask": key_mask is not None,
     }
     tag = "".join(str(int(x)) for x in flags.values())
+    if mbarriers is None:
+        mbarriers = MBARRIERS
     if warpgroups not in (1, 2):
         raise ValueError(f"the warpgroup kernel takes 1 or 2 warpgroups, not {warpgroups}")
     stages = pipeline_stages(d, warpgroups, flags["bias"])
     if stages < 3:
         raise ValueError(f"{warpgroups} warpgroups with heads of {d} leave no room for 3 stages")
-    name = f"la_wgmma_d{d}_l{left}_r{right}_g{warpgroups}_s{stages}_{tag}"
+    name = f"la_wgmma_d{d}_l{left}_r{right}_g{warpgroups}_s{stages}_m{int(mbarriers)}_{tag}"
     if name not in _cubins:
-        code = source(name, d, left, right, flags, warpgroups, stages)
+        code = source(name, d, left, right, flags, warpgroups, stages, mbarriers)
         _cubins[name] = nvrtc.compile_cubin(code, name, "sm_90a")
     if bias is None:
         bias = mx.zeros((8,), q.dtype)
@@ -742,7 +866,6 @@ def wgmma_local_attention(
     chunks = -(-t // block_q)
     if per_block is None:
         per_block = chunks_per_block(chunks, b * h)
-    flags_value = DESCRIPTOR_FLAGS if descriptor_flags is None else descriptor_flags
     (out,) = mx.fast.precompiled_cuda_kernel(
         name=name,
         compiled_source=_cubins[name],
@@ -750,7 +873,7 @@ def wgmma_local_attention(
         output_shapes=[q.shape],
         output_dtypes=[q.dtype],
         # nanobind takes a Python float as a C float only where that loses nothing.
-        scalars=[t, h, b, struct.unpack("f", struct.pack("f", scale))[0], flags_value],
+        scalars=[t, h, b, struct.unpack("f", struct.pack("f", scale))[0]],
         grid=(-(-chunks // per_block) * threads, b * h, 1),
         threadgroup=(threads, 1, 1),
         shared_memory=shared_bytes(d, warpgroups, flags["bias"]),
