@@ -82,7 +82,7 @@ __device__ __forceinline__ void la_cp16_hint(unsigned int dst, const void* src,
   asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n"
                :: "r"(dst), "l"(src), "l"(policy) : "memory");
 }
-// The same with constant offsets from both addresses (no address arithmetic per copy).
+// The same with constant offsets from both addresses.
 template <int SO, int GO>
 __device__ __forceinline__ void la_cp16_at(unsigned int dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0+%3], [%1+%4], 16, %2;\n"
@@ -679,8 +679,14 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
 
 
 def supports(q: mx.array) -> bool:
-    """bfloat16/float16 heads of 64 or 128 on a Hopper GPU whose NVRTC can build sm_90a."""
+    """bfloat16/float16 heads of 64 or 128 on a Hopper GPU whose NVRTC can build sm_90a.
+
+    A head's offsets (length x head size) must fit 32 bits: about 370 hours of audio at
+    80 ms per frame.
+    """
     if q.dtype not in (mx.bfloat16, mx.float16) or q.shape[-1] not in (64, 128):
+        return False
+    if q.shape[-2] * q.shape[-1] >= 2**31:
         return False
     return _hopper()
 
@@ -700,13 +706,7 @@ def _hopper() -> bool:
 
 
 def source(
-    name: str,
-    d: int,
-    left: int,
-    right: int,
-    flags: dict[str, bool],
-    nwg: int,
-    stages: int,
+    name: str, d: int, left: int, right: int, flags: dict[str, bool], nwg: int, stages: int
 ) -> str:
     ptx_type = "f16" if flags["half"] else "bf16"
     consts = [
