@@ -137,6 +137,27 @@ __device__ __forceinline__ float la_shfl_xor(float x, int mask) {
   return r;
 }
 __device__ __forceinline__ void la_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
+// The 128 threads of warpgroup wg (barrier 0 is the block's).
+__device__ __forceinline__ void la_sync_wg(int wg) {
+  if (wg == 0) {
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+  } else {
+    asm volatile("bar.sync 2, 128;" ::: "memory");
+  }
+}
+// Four 8x8 16-bit matrices from the fragments of an mma accumulator (one 32-bit word per
+// thread and matrix) to shared memory; lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void la_stmatrix4(unsigned int addr, unsigned int a, unsigned int b,
+                                             unsigned int c, unsigned int d) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};"
+               :: "r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+__device__ __forceinline__ uint4 la_lds128(unsigned int addr) {
+  uint4 r;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "r"(addr) : "memory");
+  return r;
+}
 __device__ __forceinline__ int la_min(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int la_max_i(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ float la_fma(float a, float b, float c) {
@@ -290,6 +311,8 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   // row's chunks start at its first element rounded down to 16 bytes; rounding commutes
   // with steps of 8 elements, so one base per thread serves every tile.
   static_assert(NT % 8 == 0 && BQ % (NT / 8) == 0 && BQ <= NT, "band-term split");
+  // The output leaves through a stage's keys (warpgroup 0) and band term (warpgroup 1).
+  static_assert(!HAS_BIAS || NWG == 1 || BIAS_BYTES >= 64 * D * 2, "output buffer");
   constexpr int B_ROWS = NT / 8;
   const int b_r0 = tid >> 3;
   const int b_c = tid & 7;
@@ -300,22 +323,24 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
 
   // Each thread's first K and V chunk and band-term chunks; a tile adds whole rows to them.
   const u16* kp_thread = kh + kv_r0 * D + kv_c * 8;
-  const u16* vp_thread = vh + kv_r0 * D + kv_c * 8;
   const u16* bp_thread = bias_al + b_base;
-  const u16* bl_thread = bias_al + b_last;
+  const long long v_from_k = vh - kh;
+  const int b_last_from_first = (int)(b_last - b_base);
+  // A row's ninth chunk holds keys of the tile only where the row does not start on 16 bytes.
+  const bool b_last_needed = tid < BQ && ((bias_head + (long long)tid * (M - 1)) & 7) != 0;
   // Whether every band-term copy of chunk q0 up to tile `last` stays inside the buffer
   // (all but the last chunks of the last head), so that they need no test.
   auto bias_inside = [&](int q0, int last) {
     return bias_head + (long long)(q0 + BQ) * M + (long long)last * BK + 8 * BC <= bias_end;
   };
 
-  // Copies key row k0 on (its tile) and the band term from b_step elements on into stage s.
-  auto load_tile = [&](int k0, long long b_step, bool bias_safe, int s) {
+  // Copies key row k0 on (its tile, this thread's chunks from kp) and the band term (this
+  // thread's chunks from bp) into stage s.
+  auto load_tile = [&](int k0, const u16* kp, const u16* bp, bool bias_safe, int s) {
     const unsigned int ks = sbase + s * STAGE + kv_dst0;
     const unsigned int vs = ks + KV_BYTES;
     if (k0 >= 0 && k0 + BK <= seq) {
-      const u16* kp = kp_thread + k0 * D;
-      const u16* vp = vp_thread + k0 * D;
+      const u16* vp = kp + v_from_k;
       la_static_for<BK / KV_ROWS>([&](auto n) {
         constexpr int N = decltype(n)::value;
         la_cp16_at<N * KV_ROWS * 128, N * KV_ROWS * D * 2>(ks, kp, 16);
@@ -335,21 +360,21 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
       const unsigned int bs = sbase + s * STAGE + 2 * KV_BYTES + (b_r0 * BS + 8 * b_c) * 2;
       const unsigned int bl = sbase + s * STAGE + 2 * KV_BYTES + (tid * BS + 8 * (BC - 1)) * 2;
       if (bias_safe) {
-        const u16* bp = bp_thread + b_step;
         la_static_for<BQ / B_ROWS>([&](auto n) {
           constexpr int N = decltype(n)::value;
           la_cp16_hint_at<N * B_ROWS * BS * 2, N * B_ROWS * (M - 1) * 2>(bs, bp, evict_first);
         });
-        if (tid < BQ) la_cp16_hint(bl, bl_thread + b_step, evict_first);
+        if (b_last_needed) la_cp16_hint(bl, bp + b_last_from_first, evict_first);
       } else {
+        const long long b0 = bp - bias_al;
 #pragma unroll
         for (int n = 0; n < BQ / B_ROWS; ++n) {
-          const long long a = b_base + b_step + (long long)n * B_ROWS * (M - 1);
+          const long long a = b0 + (long long)n * B_ROWS * (M - 1);
           const bool ok = a < bias_end;
           la_cp16(bs + n * B_ROWS * BS * 2, bias_al + (ok ? a : 0), ok ? 16 : 0);
         }
-        if (tid < BQ) {
-          const long long a = b_last + b_step;
+        if (b_last_needed) {
+          const long long a = b0 + b_last_from_first;
           const bool ok = a < bias_end;
           la_cp16(bl, bias_al + (ok ? a : 0), ok ? 16 : 0);
         }
@@ -362,19 +387,23 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   int load_i = first_tile(load_q0);
   int load_last = last_tile(load_q0);
   int load_k0 = load_q0 - L + load_i * BK;
-  long long load_b = (long long)load_q0 * M + load_i * BK;
+  // Running copy addresses, kept from tile to tile rather than recomputed from the head's.
+  const u16* load_kp = kp_thread + (long long)load_k0 * D;
+  const u16* load_bp = bp_thread + ((long long)load_q0 * M + load_i * BK);
   bool load_inside = bias_inside(load_q0, load_last);
   auto load_next = [&](int s) {
     if (load_q0 < q_end) {
-      load_tile(load_k0, load_b, load_inside, s);
+      load_tile(load_k0, load_kp, load_bp, load_inside, s);
       load_k0 += BK;
-      load_b += BK;
+      load_kp += BK * D;
+      load_bp += BK;
       if (++load_i > load_last) {
         load_q0 += q_step;
         load_i = first_tile(load_q0);
         load_last = last_tile(load_q0);
         load_k0 = load_q0 - L + load_i * BK;
-        load_b = (long long)load_q0 * M + load_i * BK;
+        load_kp = kp_thread + (long long)load_k0 * D;
+        load_bp = bp_thread + ((long long)load_q0 * M + load_i * BK);
         load_inside = bias_inside(load_q0, load_last);
       }
     }
@@ -573,28 +602,57 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
       pf[kc][3] = la_pack(sc[8 * kc + 6], sc[8 * kc + 7]);
     }
   };
-  // The rows of chunk o_q0 are complete: normalize and store them, start afresh (the next
-  // softmax rescales o by 0), and fetch the next chunk's queries.
+  // The rows of chunk o_q0 are complete: normalize them and start afresh (the next softmax
+  // rescales o by 0). The previous tile's stage holds them on the way out: its keys and band
+  // term are read by now and are not copied over before the next step (without a band term,
+  // a buffer of their own). stmatrix writes the fragments as 16-byte row pieces, swizzled
+  // (piece c of row r at c ^ (r % 8)) so that neither side conflicts, and each thread then
+  // stores whole 16-byte pieces: a warp writes two full rows at a time.
   int o_q0 = blockIdx.x * BQ;
-  auto finish_chunk = [&]() {
+  int q_loaded = blockIdx.x * BQ;  // the chunk whose queries qf holds
+  constexpr int OUT_ROW = D * 2;
+  auto finish_chunk = [&](int s_prev) {
     l_a += la_shfl_xor(l_a, 1);
     l_a += la_shfl_xor(l_a, 2);
     l_b += la_shfl_xor(l_b, 1);
     l_b += la_shfl_xor(l_b, 2);
     const float inv_a = l_a > 0.f ? la_rcp(l_a) : 0.f;
     const float inv_b = l_b > 0.f ? la_rcp(l_b) : 0.f;
-    const int ra = o_q0 + warp * 16 + g;
-    const int rb = ra + 8;
-    unsigned int* pa = reinterpret_cast<unsigned int*>(oh + (long long)ra * D) + t4;
-    unsigned int* pb = reinterpret_cast<unsigned int*>(oh + (long long)rb * D) + t4;
+    if (o_q0 + q_step < q_end && q_loaded != o_q0 + q_step) {
+      q_loaded = o_q0 + q_step;
+      load_q(q_loaded);
+    }
+    const unsigned int ob =
+        HAS_BIAS ? sbase + s_prev * STAGE + (wg == 0 ? 0 : 2 * KV_BYTES)
+                 : sbase + STAGES * STAGE + wg * 64 * OUT_ROW;
+    {
+      const int mi = lane >> 3;
+      const int r = (warp & 3) * 16 + (mi & 1) * 8 + (lane & 7);
+      const unsigned int row = ob + r * OUT_ROW;
 #pragma unroll
-    for (int n = 0; n < NO; ++n) {
-      if (ra < seq) pa[4 * n] = la_pack(o[4 * n] * inv_a, o[4 * n + 1] * inv_a);
-      if (rb < seq) pb[4 * n] = la_pack(o[4 * n + 2] * inv_b, o[4 * n + 3] * inv_b);
+      for (int j = 0; j < NO / 2; ++j) {
+        const int c = 2 * j + (mi >> 1);
+        la_stmatrix4(row + ((c ^ (r & 7)) << 4), la_pack(o[8 * j] * inv_a, o[8 * j + 1] * inv_a),
+                     la_pack(o[8 * j + 2] * inv_b, o[8 * j + 3] * inv_b),
+                     la_pack(o[8 * j + 4] * inv_a, o[8 * j + 5] * inv_a),
+                     la_pack(o[8 * j + 6] * inv_b, o[8 * j + 7] * inv_b));
+      }
+    }
+    la_sync_wg(wg);
+    const int row0 = o_q0 + wg * 64;
+    const int wt = tid & 127;
+#pragma unroll
+    for (int it = 0; it < 64 * DC / 128; ++it) {
+      const int idx = it * 128 + wt;
+      const int r = idx / DC;
+      const int c = idx - r * DC;
+      const uint4 piece = la_lds128(ob + r * OUT_ROW + ((c ^ (r & 7)) << 4));
+      if (row0 + r < seq) {
+        *reinterpret_cast<uint4*>(oh + (long long)(row0 + r) * D + c * 8) = piece;
+      }
     }
     m_a = m_b = NEG_INF;
     l_a = l_b = 0.f;
-    if (o_q0 + q_step < q_end) load_q(o_q0 + q_step);
   };
 
   // Each step multiplies Q by one tile's keys and, meanwhile, the probabilities of the
@@ -637,6 +695,12 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
         load_next(s_load);
         la_wg_wait<1>();
         la_fence_regs(sc);
+        // The chunk's last product with the queries is done: the next chunk's queries load
+        // during the softmax.
+        if (i == w_last && q0 + q_step < q_end) {
+          q_loaded = q0 + q_step;
+          load_q(q_loaded);
+        }
         softmax_tile(i, s_cur, corr_a, corr_b);
         // The previous tile's product must be done before the output rows are rescaled
         // and the probability registers refilled.
@@ -650,7 +714,7 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
           issue_values(s_prev);
           la_wg_wait<0>();
           la_fence_regs(o);
-          finish_chunk();
+          finish_chunk(s_prev);
         }
         o_q0 = q0;
         issue_scores(s_cur);
@@ -665,7 +729,7 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
         load_next(s_load);
         la_wg_wait<0>();
         la_fence_regs(o);
-        finish_chunk();
+        finish_chunk(s_prev);
         pending = false;
       } else {
         load_next(s_load);
@@ -738,15 +802,21 @@ def stage_bytes(d: int, nwg: int, has_bias: bool) -> int:
     return -(-stage // 1024) * 1024
 
 
+def output_bytes(d: int, nwg: int, has_bias: bool) -> int:
+    """The buffer the output rows leave through, where no stage has room for them."""
+    return 0 if has_bias else 64 * nwg * d * ELEMENT_BYTES
+
+
 def pipeline_stages(d: int, nwg: int, has_bias: bool) -> int:
     """As many stages as fit, up to 4 (two tiles in flight while two are computed on)."""
-    fit = (MAX_SHARED_BYTES - 1024) // stage_bytes(d, nwg, has_bias)
-    return min(4, fit)
+    room = MAX_SHARED_BYTES - 1024 - output_bytes(d, nwg, has_bias)
+    return min(4, room // stage_bytes(d, nwg, has_bias))
 
 
 def shared_bytes(d: int, nwg: int, has_bias: bool) -> int:
     stages = pipeline_stages(d, nwg, has_bias)
-    return stages * stage_bytes(d, nwg, has_bias) + 1024  # 1 KB to align the first stage
+    # 1 KB to align the first stage
+    return stages * stage_bytes(d, nwg, has_bias) + output_bytes(d, nwg, has_bias) + 1024
 
 
 _cubins: dict[str, bytes] = {}
