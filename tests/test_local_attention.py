@@ -175,6 +175,33 @@ def test_warpgroup_kernel_blocks_of_several_chunks(
     assert np.array_equal(np.array(out.astype(mx.float32)), np.array(one.astype(mx.float32)))
 
 
+@pytest.mark.parametrize(
+    "chunks,heads,multiprocessors",
+    [(1055, 8, 132), (176, 8, 132), (59, 8, 132), (352, 16, 114), (700, 1, 132), (2110, 8, 78)],
+)
+def test_warpgroup_blocks_fill_their_waves(chunks, heads, multiprocessors):
+    # One block runs per multiprocessor, so the chunks a block takes decide how many waves of
+    # blocks run and how full the last one is: 3 hours on an H200 (1055 chunks of 8 heads on
+    # 132 multiprocessors) must not leave a last wave 15% full, as 7 chunks per block did.
+    from asr.kernels.cuda_wgmma import chunks_per_block
+
+    per_block = chunks_per_block(chunks, heads, multiprocessors)
+    blocks = -(-chunks // per_block) * heads
+    full_waves, last_wave = divmod(blocks, multiprocessors)
+    assert full_waves >= 1
+    assert last_wave == 0 or last_wave >= multiprocessors * 3 // 4
+    if (chunks, heads, multiprocessors) == (1055, 8, 132):
+        assert (per_block, blocks) == (32, 2 * 132)
+
+
+def test_warpgroup_blocks_of_few_chunks_take_one_each():
+    from asr.kernels.cuda_wgmma import chunks_per_block
+
+    # Fewer chunks than multiprocessors: every chunk gets a block of its own.
+    assert chunks_per_block(3, 1, 132) == 1
+    assert chunks_per_block(11, 2, 132) == 1
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
 def test_padded_batch(backend, with_bias):
