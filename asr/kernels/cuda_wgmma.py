@@ -348,8 +348,6 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     return bias_head + (long long)(q0 + BQ) * M + (long long)last * BK + 8 * BC <= bias_end;
   };
 
-  // Copies key row k0 on (its tile, this thread's chunks from kp) and the band term (this
-  // thread's chunks from bp) into stage s.
   // The band columns of row r that tile i's band-term chunk c holds start at
   // BK * i + 8 * c - r - (r's offset within 16 bytes); rows read the band rectangle, so a row's
   // first and last tiles of a chunk hold chunks wholly outside its band, which need no copy.
@@ -885,7 +883,8 @@ def chunks_per_block(chunks: int, heads: int, multiprocessors: int | None = None
         multiprocessors = _multiprocessors
     best, best_cost = 1, None
     for per_block in range(1, chunks + 1):
-        waves = -(-(-(-chunks // per_block) * heads) // multiprocessors)
+        blocks = -(-chunks // per_block) * heads
+        waves = -(-blocks // multiprocessors)
         if waves < MIN_WAVES and per_block > 1:
             break
         cost = waves * (per_block + 1)
