@@ -1,12 +1,19 @@
 """Local attention for bfloat16/float16 on Hopper (sm_90a) with warpgroup matrix products.
 
-A block of 2 warpgroups (4 warps each; 1 also works) takes chunks of 128 queries of one
-(batch, head), 64 rows per warpgroup, and walks the keys their bands cover, 64 at a time,
-with an online softmax in registers as in cuda_tensor_core. The two products run on
+A block of 2 consumer warpgroups (4 warps each; 1 also works) takes chunks of 128 queries
+of one (batch, head), 64 rows per warpgroup, and walks the keys their bands cover, 64 at a
+time, with an online softmax in registers as in cuda_tensor_core. The two products run on
 `wgmma`: the queries and the probabilities are the register operand, the keys and values
 are read by the tensor cores straight from shared memory, where cp.async puts them in the
 128-byte swizzle layout (K as a K-major operand, V as an MN-major one, read transposed).
 
+- Warp specialization: one more warpgroup, the producer, does every copy, with 40
+  registers a thread (setmaxnreg) so that the consumers get 232. Stages pass between them
+  on mbarriers (full: copies landed; empty: both consumers done), with no block barrier:
+  the consumers never wait for each other, nor issue a copy. On an H200 at 3 hours this
+  took the kernel from 1.145 to 1.055 ms, and ping-pong to 1.003 ms.
+- Ping-pong: the consumers take turns issuing their products (named barriers 3 and 4),
+  so that one's softmax runs while the other's products are on the tensor cores.
 - Overlap: each step issues the scores of tile i and the values product of tile i - 1,
   then runs the softmax of tile i while the latter is on the tensor cores.
 - Pipeline: 4 stages of K, V and the band term; copies run two tiles ahead.
@@ -14,9 +21,10 @@ are read by the tensor cores straight from shared memory, where cp.async puts th
   blocks running at one time share their key and value tiles in L2): the copies and the
   next chunk's queries are fetched while the last tiles of a chunk are computed, so only a
   block's first tiles wait on memory.
-- The band term is copied as a rectangle of row stride M - 1 (see cuda_tensor_core), with
-  an evict-first L2 policy: it is read once, keys and values five times. On a chunk's first
-  and last tiles, the 16-byte pieces of a row wholly outside its band are not copied.
+- The band term is copied as a rectangle of row stride M - 1 (see cuda_tensor_core). On a
+  chunk's first and last tiles, the 16-byte pieces of a row wholly outside its band are not
+  copied. (No evict-first L2 hint: in the producer's code, ptxas 13 on the H200 put the
+  hint's policy in an odd uniform register, and the copy died as an illegal instruction.)
 - The output rows leave through shared memory (stmatrix), as 16-byte stores of whole rows;
   the next chunk's queries load during the softmax of a chunk's last tile.
 - Softmax: a row's reference maximum moves only when a tile's maximum passes it by more
@@ -44,6 +52,11 @@ MAX_SHARED_BYTES = 227 * 1024  # per block, on sm_90
 # Blocks of 2 warpgroups (128 queries) read each key and value tile from L2 for twice as
 # many queries as one warpgroup would, and leave room for 4 stages.
 WARPGROUPS = 2
+# Registers per thread after setmaxnreg: 128 x (2 x 232 + 40) fills the 64K of a multiprocessor.
+PRODUCER_REGS = 40
+CONSUMER_REGS = 232
+# 8 bytes per mbarrier, two per stage (full and empty).
+BARRIER_BYTES_PER_STAGE = 16
 
 
 def _wgmma_function(name: str, n: int, ptx_type: str, trans_b: int) -> str:
@@ -79,35 +92,11 @@ __device__ __forceinline__ void la_cp16(unsigned int dst, const void* src, int s
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
                :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
-// The same, all 16 bytes, with an L2 cache policy.
-__device__ __forceinline__ void la_cp16_hint(unsigned int dst, const void* src,
-                                             unsigned long long policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n"
-               :: "r"(dst), "l"(src), "l"(policy) : "memory");
-}
 // The same with constant offsets from both addresses.
 template <int SO, int GO>
 __device__ __forceinline__ void la_cp16_at(unsigned int dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0+%3], [%1+%4], 16, %2;\n"
                :: "r"(dst), "l"(src), "r"(src_bytes), "n"(SO), "n"(GO) : "memory");
-}
-template <int SO, int GO>
-__device__ __forceinline__ void la_cp16_hint_at(unsigned int dst, const void* src,
-                                                unsigned long long policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0+%3], [%1+%4], 16, %2;\n"
-               :: "r"(dst), "l"(src), "l"(policy), "n"(SO), "n"(GO) : "memory");
-}
-// The same, src_bytes of 16 read (the rest zero-filled).
-template <int SO, int GO>
-__device__ __forceinline__ void la_cp16_hint_n_at(unsigned int dst, const void* src,
-                                                  int src_bytes, unsigned long long policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0+%4], [%1+%5], 16, %2, %3;\n"
-               :: "r"(dst), "l"(src), "r"(src_bytes), "l"(policy), "n"(SO), "n"(GO) : "memory");
-}
-__device__ __forceinline__ unsigned long long la_policy_evict_first() {
-  unsigned long long policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-  return policy;
 }
 __device__ __forceinline__ void la_cp_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -147,7 +136,44 @@ __device__ __forceinline__ float la_shfl_xor(float x, int mask) {
   return r;
 }
 __device__ __forceinline__ void la_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
-// The 128 threads of warpgroup wg (barrier 0 is the block's).
+// Ping-pong of the two consumer warpgroups: w waits for its turn to issue products (barrier
+// 3 + w) and, having issued them, gives the turn to the other. Each step of each warpgroup
+// waits once and passes once, on every path.
+__device__ __forceinline__ void la_pp_wait(int wg) {
+  if (!PING_PONG) return;
+  if (wg == 0) {
+    asm volatile("bar.sync 3, 256;" ::: "memory");
+  } else {
+    asm volatile("bar.sync 4, 256;" ::: "memory");
+  }
+}
+__device__ __forceinline__ void la_pp_pass(int wg) {
+  if (!PING_PONG) return;
+  if (wg == 0) {
+    asm volatile("bar.arrive 4, 256;" ::: "memory");
+  } else {
+    asm volatile("bar.arrive 3, 256;" ::: "memory");
+  }
+}
+__device__ __forceinline__ void la_mbar_init(unsigned int bar, unsigned int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void la_mbar_arrive(unsigned int bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
+}
+__device__ __forceinline__ void la_mbar_wait(unsigned int bar, unsigned int parity) {
+  asm volatile("{\n.reg .pred P1;\nLA_WAIT:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+               "@P1 bra LA_DONE;\nbra LA_WAIT;\nLA_DONE:\n}\n"
+               :: "r"(bar), "r"(parity) : "memory");
+}
+template <int N> __device__ __forceinline__ void la_setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(N));
+}
+template <int N> __device__ __forceinline__ void la_setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" :: "n"(N));
+}
+// The 128 threads of consumer warpgroup wg (barrier 0 is the block's).
 __device__ __forceinline__ void la_sync_wg(int wg) {
   if (wg == 0) {
     asm volatile("bar.sync 1, 128;" ::: "memory");
@@ -252,7 +278,7 @@ __device__ __forceinline__ unsigned int la_pack(float lo, float hi) {
 # Constants defined before this: D, L, R, HAS_BIAS, BIAS_BCAST, HAS_MASK, NWG (warpgroups
 # per block), STAGES, LA_HALF. Scalars: seq, heads, batch, scale.
 KERNEL = r"""
-extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
+extern "C" __global__ void __launch_bounds__(128 * (NWG + 1), 1) KERNEL_NAME(
     const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
     const u16* __restrict__ bias, const unsigned char* __restrict__ key_mask,
     u16* __restrict__ out, int seq, int heads, int batch, float scale) {
@@ -266,7 +292,6 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   constexpr int BS = BC * 8;           // row stride of the band-term tile
   constexpr int BIAS_BYTES = HAS_BIAS ? BQ * BS * 2 : 0;
   constexpr int STAGE = (2 * KV_BYTES + BIAS_BYTES + 1023) / 1024 * 1024;
-  constexpr int AHEAD = STAGES - 2;    // tiles in flight beyond the one computed on
   constexpr int M = L + R + 1;
   constexpr int NS = BK / 8;           // n8 column groups of the scores
   constexpr int NO = D / 8;            // n8 column groups of the output
@@ -294,6 +319,18 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   const unsigned int pad = (1024u - (la_smem(smem_raw) & 1023u)) & 1023u;
   unsigned char* smem = smem_raw + pad;
   const unsigned int sbase = la_smem(smem);
+  // full[s]: the producers' copies of stage s have landed; empty[s]: the consumers are done
+  // with it. full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
+  const unsigned int bars = sbase + STAGES * STAGE + (HAS_BIAS ? 0 : BQ * D * 2);
+  constexpr int NP = 128;  // producer threads
+  if (tid == 0) {
+#pragma unroll
+    for (int s = 0; s < STAGES; ++s) {
+      la_mbar_init(bars + 8 * s, NP);
+      la_mbar_init(bars + 8 * (STAGES + s), NT);
+    }
+  }
+  la_sync();
 
   const unsigned long long head_off = (unsigned long long)bh * seq * D;
   const u16* qh = q + head_off;
@@ -312,122 +349,138 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   auto first_tile = [&](int q0) { return q0 >= L ? 0 : (L - q0) / BK; };
   auto last_tile = [&](int q0) { return (la_min(seq - 1, q0 + BQ - 1 + R) - (q0 - L)) / BK; };
 
-  // K and V rows as 128-byte lines of 64-column swizzle atoms: 16-byte chunk c of row r
-  // sits at chunk (c ^ r) of its line, as the 128-byte swizzle mode reads it back. Each
-  // thread copies the same chunk of every (NT / DC)-th row of each tile.
-  static_assert(NT % DC == 0 && (NT / DC) % 8 == 0 && (BK * DC) % NT == 0, "tile split");
-  constexpr int KV_ROWS = NT / DC;
-  const int kv_r0 = tid / DC;
-  const int kv_c = tid - kv_r0 * DC;
-  const unsigned int kv_dst0 =
-      (kv_c >> 3) * ATOM + kv_r0 * 128 + (((kv_c & 7) ^ (kv_r0 & 7)) << 4);
-  // The band term: chunks 0-7 of rows tid / 8 + (NT / 8) * n, and chunk 8 of row tid. A
-  // row's chunks start at its first element rounded down to 16 bytes; rounding commutes
-  // with steps of 8 elements, so one base per thread serves every tile.
-  static_assert(NT % 8 == 0 && BQ % (NT / 8) == 0 && BQ <= NT, "band-term split");
-  // The output leaves through a stage's keys (warpgroup 0) and band term (warpgroup 1).
-  static_assert(!HAS_BIAS || NWG == 1 || BIAS_BYTES >= 64 * D * 2, "output buffer");
-  constexpr int B_ROWS = NT / 8;
-  const int b_r0 = tid >> 3;
-  const int b_c = tid & 7;
-  const long long b_base = ((bias_head + (long long)b_r0 * (M - 1)) & ~7ll) + 8 * b_c;
-  const long long b_last = ((bias_head + (long long)tid * (M - 1)) & ~7ll) + 8 * (BC - 1);
-  // The band term is read once: it should not push K and V, read 5 times, out of L2.
-  const unsigned long long evict_first = la_policy_evict_first();
+  // The producer: the last warpgroup.
+  if (tid >= NT) {
+    la_setmaxnreg_dec<PRODUCER_REGS>();
+    const int ptid = tid - NT;
+    // K and V rows as 128-byte lines of 64-column swizzle atoms: 16-byte chunk c of row r
+    // sits at chunk (c ^ r) of its line, as the 128-byte swizzle mode reads it back. Each
+    // thread copies the same chunk of every (NP / DC)-th row of each tile.
+    static_assert(NP % DC == 0 && (NP / DC) % 8 == 0 && (BK * DC) % NP == 0, "tile split");
+    constexpr int KV_ROWS = NP / DC;
+    const int kv_r0 = ptid / DC;
+    const int kv_c = ptid - kv_r0 * DC;
+    const unsigned int kv_dst0 =
+        (kv_c >> 3) * ATOM + kv_r0 * 128 + (((kv_c & 7) ^ (kv_r0 & 7)) << 4);
+    // The band term: chunks 0-7 of rows ptid / 8 + (NP / 8) * n, and chunk 8 of row ptid. A
+    // row's chunks start at its first element rounded down to 16 bytes; rounding commutes
+    // with steps of 8 elements, so one base per thread serves every tile.
+    static_assert(NP % 8 == 0 && BQ % (NP / 8) == 0 && BQ <= NP, "band-term split");
+    constexpr int B_ROWS = NP / 8;
+    const int b_r0 = ptid >> 3;
+    const int b_c = ptid & 7;
+    const long long b_base = ((bias_head + (long long)b_r0 * (M - 1)) & ~7ll) + 8 * b_c;
+    const long long b_last = ((bias_head + (long long)ptid * (M - 1)) & ~7ll) + 8 * (BC - 1);
 
-  // Each thread's first K and V chunk and band-term chunks; a tile adds whole rows to them.
-  const u16* kp_thread = kh + kv_r0 * D + kv_c * 8;
-  const u16* bp_thread = bias_al + b_base;
-  const long long v_from_k = vh - kh;
-  const int b_last_from_first = (int)(b_last - b_base);
-  // A row's ninth chunk holds keys of the tile only where the row does not start on 16 bytes.
-  const bool b_last_needed = tid < BQ && ((bias_head + (long long)tid * (M - 1)) & 7) != 0;
-  // Whether every band-term copy of chunk q0 up to tile `last` stays inside the buffer
-  // (all but the last chunks of the last head), so that they need no test.
-  auto bias_inside = [&](int q0, int last) {
-    return bias_head + (long long)(q0 + BQ) * M + (long long)last * BK + 8 * BC <= bias_end;
-  };
+    // Each thread's first K and V chunk and band-term chunks; a tile adds whole rows to them.
+    const u16* kp_thread = kh + kv_r0 * D + kv_c * 8;
+    const u16* bp_thread = bias_al + b_base;
+    const long long v_from_k = vh - kh;
+    const int b_last_from_first = (int)(b_last - b_base);
+    // A row's ninth chunk holds keys of the tile only where the row does not start on 16 bytes.
+    const bool b_last_needed = ptid < BQ && ((bias_head + (long long)ptid * (M - 1)) & 7) != 0;
+    // Whether every band-term copy of chunk q0 up to tile `last` stays inside the buffer
+    // (all but the last chunks of the last head), so that they need no test.
+    auto bias_inside = [&](int q0, int last) {
+      return bias_head + (long long)(q0 + BQ) * M + (long long)last * BK + 8 * BC <= bias_end;
+    };
 
-  // The band columns of row r that tile i's band-term chunk c holds start at
-  // BK * i + 8 * c - r - (r's offset within 16 bytes); rows read the band rectangle, so a row's
-  // first and last tiles of a chunk hold chunks wholly outside its band, which need no copy.
-  const int b_lead0 = (int)(bias_head & 7);
-  auto row_lead = [&](int r) { return (b_lead0 + r * ((M - 1) & 7)) & 7; };
-  const int b_col0 = 8 * b_c - b_r0 + 7;
-  const int b_col_last = 8 * (BC - 1) - tid - row_lead(tid) + 7;
-  auto band_edge = [&](int i) { return BK * i < BQ - 1 || BK * i + 8 * (BC - 1) > M - 1; };
-  // Copies key row k0 on (its tile, this thread's chunks from kp) and the band term of tile i
-  // of its chunk (this thread's chunks from bp) into stage s.
-  auto load_tile = [&](int k0, int i, const u16* kp, const u16* bp, bool bias_safe, int s) {
-    const unsigned int ks = sbase + s * STAGE + kv_dst0;
-    const unsigned int vs = ks + KV_BYTES;
-    if (k0 >= 0 && k0 + BK <= seq) {
-      const u16* vp = kp + v_from_k;
-      la_static_for<BK / KV_ROWS>([&](auto n) {
-        constexpr int N = decltype(n)::value;
-        la_cp16_at<N * KV_ROWS * 128, N * KV_ROWS * D * 2>(ks, kp, 16);
-        la_cp16_at<N * KV_ROWS * 128, N * KV_ROWS * D * 2>(vs, vp, 16);
-      });
-    } else {
-#pragma unroll
-      for (int n = 0; n < BK / KV_ROWS; ++n) {
-        const int kj = k0 + kv_r0 + n * KV_ROWS;
-        const bool ok = kj >= 0 && kj < seq;
-        const int off = ok ? kj * D : 0;
-        la_cp16(ks + n * KV_ROWS * 128, kh + kv_c * 8 + off, ok ? 16 : 0);
-        la_cp16(vs + n * KV_ROWS * 128, vh + kv_c * 8 + off, ok ? 16 : 0);
-      }
-    }
-    if constexpr (HAS_BIAS) {
-      const unsigned int bs = sbase + s * STAGE + 2 * KV_BYTES + (b_r0 * BS + 8 * b_c) * 2;
-      const unsigned int bl = sbase + s * STAGE + 2 * KV_BYTES + (tid * BS + 8 * (BC - 1)) * 2;
-      if (bias_safe && band_edge(i)) {
-        // (unsigned)(first column + 7) <= M + 6: some of the chunk's 8 columns are in the band.
-        const int t0 = BK * i + b_col0;
-        la_static_for<BQ / B_ROWS>([&](auto n) {
+    // The band columns of row r that tile i's band-term chunk c holds start at
+    // BK * i + 8 * c - r - (r's offset within 16 bytes); rows read the band rectangle, so a row's
+    // first and last tiles of a chunk hold chunks wholly outside its band, which need no copy.
+    const int b_lead0 = (int)(bias_head & 7);
+    auto row_lead = [&](int r) { return (b_lead0 + r * ((M - 1) & 7)) & 7; };
+    const int b_col0 = 8 * b_c - b_r0 + 7;
+    const int b_col_last = 8 * (BC - 1) - ptid - row_lead(ptid) + 7;
+    auto band_edge = [&](int i) { return BK * i < BQ - 1 || BK * i + 8 * (BC - 1) > M - 1; };
+    // Copies key row k0 on (its tile, this thread's chunks from kp) and the band term of tile i
+    // of its chunk (this thread's chunks from bp) into stage s.
+    auto load_tile = [&](int k0, int i, const u16* kp, const u16* bp, bool bias_safe, int s) {
+      const unsigned int ks = sbase + s * STAGE + kv_dst0;
+      const unsigned int vs = ks + KV_BYTES;
+      if (k0 >= 0 && k0 + BK <= seq) {
+        const u16* vp = kp + v_from_k;
+        la_static_for<BK / KV_ROWS>([&](auto n) {
           constexpr int N = decltype(n)::value;
-          const unsigned int t = t0 - N * B_ROWS - row_lead(b_r0 + N * B_ROWS);
-          la_cp16_hint_n_at<N * B_ROWS * BS * 2, N * B_ROWS * (M - 1) * 2>(
-              bs, bp, t <= (unsigned int)(M + 6) ? 16 : 0, evict_first);
+          la_cp16_at<N * KV_ROWS * 128, N * KV_ROWS * D * 2>(ks, kp, 16);
+          la_cp16_at<N * KV_ROWS * 128, N * KV_ROWS * D * 2>(vs, vp, 16);
         });
-        if (b_last_needed && (unsigned int)(BK * i + b_col_last) <= (unsigned int)(M + 6)) {
-          la_cp16_hint(bl, bp + b_last_from_first, evict_first);
-        }
-      } else if (bias_safe) {
-        la_static_for<BQ / B_ROWS>([&](auto n) {
-          constexpr int N = decltype(n)::value;
-          la_cp16_hint_at<N * B_ROWS * BS * 2, N * B_ROWS * (M - 1) * 2>(bs, bp, evict_first);
-        });
-        if (b_last_needed) la_cp16_hint(bl, bp + b_last_from_first, evict_first);
       } else {
-        const long long b0 = bp - bias_al;
 #pragma unroll
-        for (int n = 0; n < BQ / B_ROWS; ++n) {
-          const long long a = b0 + (long long)n * B_ROWS * (M - 1);
-          const bool ok = a < bias_end;
-          la_cp16(bs + n * B_ROWS * BS * 2, bias_al + (ok ? a : 0), ok ? 16 : 0);
-        }
-        if (b_last_needed) {
-          const long long a = b0 + b_last_from_first;
-          const bool ok = a < bias_end;
-          la_cp16(bl, bias_al + (ok ? a : 0), ok ? 16 : 0);
+        for (int n = 0; n < BK / KV_ROWS; ++n) {
+          const int kj = k0 + kv_r0 + n * KV_ROWS;
+          const bool ok = kj >= 0 && kj < seq;
+          const int off = ok ? kj * D : 0;
+          la_cp16(ks + n * KV_ROWS * 128, kh + kv_c * 8 + off, ok ? 16 : 0);
+          la_cp16(vs + n * KV_ROWS * 128, vh + kv_c * 8 + off, ok ? 16 : 0);
         }
       }
-    }
-  };
+      if constexpr (HAS_BIAS) {
+        const unsigned int bs = sbase + s * STAGE + 2 * KV_BYTES + (b_r0 * BS + 8 * b_c) * 2;
+        const unsigned int bl =
+            sbase + s * STAGE + 2 * KV_BYTES + (ptid * BS + 8 * (BC - 1)) * 2;
+        if (bias_safe && band_edge(i)) {
+          // (unsigned)(first column + 7) <= M + 6: some of the chunk's 8 columns are in the band.
+          const int t0 = BK * i + b_col0;
+          la_static_for<BQ / B_ROWS>([&](auto n) {
+            constexpr int N = decltype(n)::value;
+            const unsigned int t = t0 - N * B_ROWS - row_lead(b_r0 + N * B_ROWS);
+            la_cp16_at<N * B_ROWS * BS * 2, N * B_ROWS * (M - 1) * 2>(
+                bs, bp, t <= (unsigned int)(M + 6) ? 16 : 0);
+          });
+          if (b_last_needed && (unsigned int)(BK * i + b_col_last) <= (unsigned int)(M + 6)) {
+            la_cp16(bl, bp + b_last_from_first, 16);
+          }
+        } else if (bias_safe) {
+          la_static_for<BQ / B_ROWS>([&](auto n) {
+            constexpr int N = decltype(n)::value;
+            la_cp16_at<N * B_ROWS * BS * 2, N * B_ROWS * (M - 1) * 2>(bs, bp, 16);
+          });
+          if (b_last_needed) la_cp16(bl, bp + b_last_from_first, 16);
+        } else {
+          const long long b0 = bp - bias_al;
+#pragma unroll
+          for (int n = 0; n < BQ / B_ROWS; ++n) {
+            const long long a = b0 + (long long)n * B_ROWS * (M - 1);
+            const bool ok = a < bias_end;
+            la_cp16(bs + n * B_ROWS * BS * 2, bias_al + (ok ? a : 0), ok ? 16 : 0);
+          }
+          if (b_last_needed) {
+            const long long a = b0 + b_last_from_first;
+            const bool ok = a < bias_end;
+            la_cp16(bl, bias_al + (ok ? a : 0), ok ? 16 : 0);
+          }
+        }
+      }
+    };
 
-  // The copies run AHEAD tiles in front of the products, across chunk boundaries.
-  int load_q0 = blockIdx.x * BQ;
-  int load_i = first_tile(load_q0);
-  int load_last = last_tile(load_q0);
-  int load_k0 = load_q0 - L + load_i * BK;
-  // Running copy addresses, kept from tile to tile rather than recomputed from the head's.
-  const u16* load_kp = kp_thread + (long long)load_k0 * D;
-  const u16* load_bp = bp_thread + ((long long)load_q0 * M + load_i * BK);
-  bool load_inside = bias_inside(load_q0, load_last);
-  auto load_next = [&](int s) {
-    if (load_q0 < q_end) {
+    // The copies run ahead of the products, across chunk boundaries.
+    int load_q0 = blockIdx.x * BQ;
+    int load_i = first_tile(load_q0);
+    int load_last = last_tile(load_q0);
+    int load_k0 = load_q0 - L + load_i * BK;
+    // Running copy addresses, kept from tile to tile rather than recomputed from the head's.
+    const u16* load_kp = kp_thread + (long long)load_k0 * D;
+    const u16* load_bp = bp_thread + ((long long)load_q0 * M + load_i * BK);
+    bool load_inside = bias_inside(load_q0, load_last);
+    // Tile j goes to stage j % STAGES once the consumers have released tile j - STAGES; its
+    // copies are waited for LAG tiles later and announced on full[] (each producer thread's
+    // own copies, made visible to the tensor cores' proxy first).
+    constexpr int LAG = STAGES - 2;
+    unsigned int j = 0;
+    while (load_q0 < q_end) {
+      // Tile j - LAG is announced before waiting for a stage, so that its consumers never wait
+      // on the release of the tile before it.
+      if (j >= LAG) {
+        la_cp_wait<LAG - 1>();
+        la_fence_async();
+        la_mbar_arrive(bars + 8 * ((j - LAG) % STAGES));
+      }
+      const int s = (int)(j % STAGES);
+      if (j >= STAGES) la_mbar_wait(bars + 8 * (STAGES + s), ((j / STAGES) - 1) & 1);
       load_tile(load_k0, load_i, load_kp, load_bp, load_inside, s);
+      la_cp_commit();
+      ++j;
       load_k0 += BK;
       load_kp += BK * D;
       load_bp += BK;
@@ -441,10 +494,15 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
         load_inside = bias_inside(load_q0, load_last);
       }
     }
-    la_cp_commit();
-  };
-#pragma unroll
-  for (int a = 0; a < AHEAD; ++a) load_next(a);
+    // The last LAG tiles are announced once all copies have landed.
+    la_cp_wait<0>();
+    la_fence_async();
+    for (unsigned int t = j > LAG ? j - LAG : 0; t < j; ++t) {
+      la_mbar_arrive(bars + 8 * (t % STAGES));
+    }
+    return;
+  }
+  la_setmaxnreg_inc<CONSUMER_REGS>();
 
   // Q as the register operand: the rows of this warp, the fragments of mma.sync's A,
   // read straight from global memory (rows past the end read the last row; never written).
@@ -637,11 +695,13 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     }
   };
   // The rows of chunk o_q0 are complete: normalize them and start afresh (the next softmax
-  // rescales o by 0). The previous tile's stage holds them on the way out: its keys and band
-  // term are read by now and are not copied over before the next step (without a band term,
-  // a buffer of their own). stmatrix writes the fragments as 16-byte row pieces, swizzled
-  // (piece c of row r at c ^ (r % 8)) so that neither side conflicts, and each thread then
-  // stores whole 16-byte pieces: a warp writes two full rows at a time.
+  // rescales o by 0). The warpgroup's own band-term rows of the previous tile hold them on
+  // the way out, in passes of as many rows as fit (without a band term, a buffer of their
+  // own): this warpgroup has read them, the other reads only its own rows, and the producer
+  // waits for the stage's release at the end of this step. stmatrix writes the fragments as
+  // 16-byte row pieces, swizzled (piece c of row r at c ^ (r % 8)) so that neither side
+  // conflicts, and each thread then stores whole 16-byte pieces: a warp writes two full rows
+  // at a time.
   int o_q0 = blockIdx.x * BQ;
   int q_loaded = blockIdx.x * BQ;  // the chunk whose queries qf holds
   constexpr int OUT_ROW = D * 2;
@@ -656,39 +716,50 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
       q_loaded = o_q0 + q_step;
       load_q(q_loaded);
     }
-    const unsigned int ob =
-        HAS_BIAS ? sbase + s_prev * STAGE + (wg == 0 ? 0 : 2 * KV_BYTES)
-                 : sbase + STAGES * STAGE + wg * 64 * OUT_ROW;
-    {
-      const int mi = lane >> 3;
-      const int r = (warp & 3) * 16 + (mi & 1) * 8 + (lane & 7);
-      const unsigned int row = ob + r * OUT_ROW;
-#pragma unroll
-      for (int j = 0; j < NO / 2; ++j) {
-        const int c = 2 * j + (mi >> 1);
-        la_stmatrix4(row + ((c ^ (r & 7)) << 4), la_pack(o[8 * j] * inv_a, o[8 * j + 1] * inv_a),
-                     la_pack(o[8 * j + 2] * inv_b, o[8 * j + 3] * inv_b),
-                     la_pack(o[8 * j + 4] * inv_a, o[8 * j + 5] * inv_a),
-                     la_pack(o[8 * j + 6] * inv_b, o[8 * j + 7] * inv_b));
-      }
-    }
-    la_sync_wg(wg);
+    // This warpgroup's band-term rows of the previous tile, or a buffer of its own.
+    constexpr int OWN_BYTES = HAS_BIAS ? 64 * BS * 2 : 64 * OUT_ROW;
+    constexpr int PASS_ROWS = OWN_BYTES / OUT_ROW >= 64 ? 64 : OWN_BYTES / OUT_ROW / 16 * 16;
+    static_assert(PASS_ROWS >= 16 && 64 % PASS_ROWS == 0, "output passes");
+    const unsigned int ob = HAS_BIAS ? sbase + s_prev * STAGE + 2 * KV_BYTES + wg * OWN_BYTES
+                                     : sbase + STAGES * STAGE + wg * OWN_BYTES;
     const int row0 = o_q0 + wg * 64;
     const int wt = tid & 127;
-    constexpr int PIECES = 64 * DC / 128;
+    constexpr int PIECES = PASS_ROWS * DC / 128;
     constexpr int PIECE_ROWS = 128 / DC;
     const int r0 = wt / DC;
     const int c = wt - r0 * DC;
-    uint4 piece[PIECES];
+    const int mi = lane >> 3;
+    const int wr = (warp & 3) * 16 + (mi & 1) * 8 + (lane & 7);  // this lane's stmatrix row
+    if constexpr (HAS_BIAS) la_sync_wg(wg);
 #pragma unroll
-    for (int it = 0; it < PIECES; ++it) {
-      const int r = r0 + it * PIECE_ROWS;
-      piece[it] = la_lds128(ob + r * OUT_ROW + ((c ^ (r & 7)) << 4));
-    }
-    u16* op = oh + (long long)(row0 + r0) * D + c * 8;
+    for (int pass = 0; pass < 64 / PASS_ROWS; ++pass) {
+      if (wr / PASS_ROWS == pass) {
+        const int r = wr - pass * PASS_ROWS;
+        const unsigned int row = ob + r * OUT_ROW;
 #pragma unroll
-    for (int it = 0; it < PIECES; ++it) {
-      if (row0 + r0 + it * PIECE_ROWS < seq) la_stg128(op + it * PIECE_ROWS * D, piece[it]);
+        for (int j = 0; j < NO / 2; ++j) {
+          const int cc = 2 * j + (mi >> 1);
+          la_stmatrix4(row + ((cc ^ (r & 7)) << 4),
+                       la_pack(o[8 * j] * inv_a, o[8 * j + 1] * inv_a),
+                       la_pack(o[8 * j + 2] * inv_b, o[8 * j + 3] * inv_b),
+                       la_pack(o[8 * j + 4] * inv_a, o[8 * j + 5] * inv_a),
+                       la_pack(o[8 * j + 6] * inv_b, o[8 * j + 7] * inv_b));
+        }
+      }
+      la_sync_wg(wg);
+      uint4 piece[PIECES];
+#pragma unroll
+      for (int it = 0; it < PIECES; ++it) {
+        const int r = r0 + it * PIECE_ROWS;
+        piece[it] = la_lds128(ob + r * OUT_ROW + ((c ^ (r & 7)) << 4));
+      }
+      const int prow = row0 + pass * PASS_ROWS + r0;
+      u16* op = oh + (long long)prow * D + c * 8;
+#pragma unroll
+      for (int it = 0; it < PIECES; ++it) {
+        if (prow + it * PIECE_ROWS < seq) la_stg128(op + it * PIECE_ROWS * D, piece[it]);
+      }
+      if (pass + 1 < 64 / PASS_ROWS) la_sync_wg(wg);
     }
     m_a = m_b = NEG_INF;
     l_a = l_b = 0.f;
@@ -700,6 +771,7 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
   // is followed by a step with that product alone, where the chunk's rows are stored.
   // Each branch issues and waits for its own products (ptxas serializes wgmma otherwise).
   unsigned int js = 0;  // tiles consumed so far; tile js sits in stage js % STAGES
+  if (wg == 1) la_pp_pass(wg);  // warpgroup 0 issues first
   bool pending = false;
   for (int c = blockIdx.x; c < n_chunks; c += c_step) {
     const int q0 = c * BQ;
@@ -720,18 +792,16 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
     cnt_b = (unsigned int)la_max_i(la_min(qb + R, seq - 1) - lo_b + 1, 0);
     const int i_stop = c + c_step >= n_chunks ? i_last + 1 : i_last;
     for (int i = i_first; i <= i_stop; ++i) {
-      la_cp_wait<AHEAD - 1>();
-      la_fence_async();
-      la_sync();
       const int s_cur = (int)(js % STAGES);
+      if (i <= i_last) la_mbar_wait(bars + 8 * s_cur, (js / STAGES) & 1);
+      la_pp_wait(wg);
       const int s_prev = (int)((js + STAGES - 1) % STAGES);
-      const int s_load = (int)((js + AHEAD) % STAGES);
       const bool do_s = i >= w_first && i <= w_last;
       float corr_a, corr_b;
       if (do_s && pending && o_q0 == q0) {
         issue_scores(s_cur);
         issue_values(s_prev);
-        load_next(s_load);
+        la_pp_pass(wg);
         la_wg_wait<1>();
         la_fence_regs(sc);
         // The chunk's last product with the queries is done: the next chunk's queries load
@@ -757,7 +827,7 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
         }
         o_q0 = q0;
         issue_scores(s_cur);
-        load_next(s_load);
+        la_pp_pass(wg);
         la_wg_wait<0>();
         la_fence_regs(sc);
         softmax_tile(i, s_cur, corr_a, corr_b);
@@ -765,18 +835,20 @@ extern "C" __global__ void __launch_bounds__(128 * NWG, 1) KERNEL_NAME(
         pending = true;
       } else if (pending) {
         issue_values(s_prev);
-        load_next(s_load);
+        la_pp_pass(wg);
         la_wg_wait<0>();
         la_fence_regs(o);
         finish_chunk(s_prev);
         pending = false;
       } else {
-        load_next(s_load);
+        la_pp_pass(wg);
       }
+      // Tile js - 1 is done with: its values product, softmax and (at a chunk's end) the
+      // output rows that passed through its stage.
+      if (js > 0) la_mbar_arrive(bars + 8 * (STAGES + s_prev));
       if (i <= i_last) ++js;
     }
   }
-  la_cp_wait<0>();
 }
 """
 
@@ -820,6 +892,9 @@ def source(
         f"constexpr int R = {right};",
         f"constexpr int NWG = {nwg};",
         f"constexpr int STAGES = {stages};",
+        f"constexpr int PRODUCER_REGS = {PRODUCER_REGS};",
+        f"constexpr int CONSUMER_REGS = {CONSUMER_REGS};",
+        f"constexpr bool PING_PONG = {str(nwg == 2).lower()};",
         f"constexpr bool HAS_BIAS = {str(flags['bias']).lower()};",
         f"constexpr bool BIAS_BCAST = {str(flags['bcast']).lower()};",
         f"constexpr bool HAS_MASK = {str(flags['mask']).lower()};",
@@ -849,13 +924,15 @@ def output_bytes(d: int, nwg: int, has_bias: bool) -> int:
 def pipeline_stages(d: int, nwg: int, has_bias: bool) -> int:
     """As many stages as fit, up to 4 (two tiles in flight while two are computed on)."""
     room = MAX_SHARED_BYTES - 1024 - output_bytes(d, nwg, has_bias)
+    room -= 4 * BARRIER_BYTES_PER_STAGE
     return min(4, room // stage_bytes(d, nwg, has_bias))
 
 
 def shared_bytes(d: int, nwg: int, has_bias: bool) -> int:
     stages = pipeline_stages(d, nwg, has_bias)
+    stages_and_barriers = stages * (stage_bytes(d, nwg, has_bias) + BARRIER_BYTES_PER_STAGE)
     # 1 KB to align the first stage
-    return stages * stage_bytes(d, nwg, has_bias) + output_bytes(d, nwg, has_bias) + 1024
+    return stages_and_barriers + output_bytes(d, nwg, has_bias) + 1024
 
 
 _cubins: dict[str, bytes] = {}
@@ -930,7 +1007,7 @@ def wgmma_local_attention(
     if key_mask is None:
         key_mask = mx.zeros((1,), mx.bool_)
     block_q = 64 * warpgroups
-    threads = 128 * warpgroups
+    threads = 128 * (warpgroups + 1)
     chunks = -(-t // block_q)
     if per_block is None:
         per_block = chunks_per_block(chunks, b * h)
