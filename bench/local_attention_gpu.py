@@ -10,7 +10,12 @@ Beside it: the portable path on the same device and full attention with the band
 also given over the bound at the bandwidth a plain 1 GB copy kernel reaches there, beside
 the vendor's figure. Times are per call,
 from evaluations of several independent calls (so one launch and synchronisation are
-shared); the time of one call per evaluation is given beside it.
+shared); the time of one call per evaluation is given beside it. On CUDA, the kernel's own
+time is read from the GPU's clock as well (`kernel_ms`: chains of calls, each on the
+previous one's output, timed by kernels that read %globaltimer), and the copy bound beside
+it is measured the same way: wall-clock times also hold MLX's work between kernels. The
+main kernel's `sustained_kernel_ms` comes from chains of 60 calls, long enough for the GPU
+to reach its power limit and lower its clock (an H200 went from 1980 to about 1600 MHz).
 
     python bench/local_attention_gpu.py [--out FILE] [--lengths 7500,22500,135000]
     python bench/local_attention_gpu.py --lengths 11250,22500,45000 --full-at 0 --repeats 3
@@ -45,6 +50,7 @@ from asr.kernels.reference import band_bias_to_full  # noqa: E402
 
 H, D, LEFT, RIGHT = 8, 128, 256, 256
 H200_BANDWIDTH = 4.8e12  # bytes/s, the vendor's figure for HBM3e on the H200
+SUSTAINED_CHAIN = 60  # calls in a row for the sustained kernel time
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16}
 VARIANTS = {"mma": tensor_core_local_attention, "wgmma": cuda_wgmma.wgmma_local_attention}
 
@@ -61,6 +67,56 @@ def _time(fn, repeats: int, batch: int = 1) -> float:
         mx.eval([fn() for _ in range(batch)])
         mx.synchronize()
         times.append((time.perf_counter() - start) / batch)
+    times.sort()
+    return times[len(times) // 2]
+
+
+STAMP_SOURCE = """
+unsigned long long now;
+asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+ns[0] = now;
+"""
+_stamp_kernel = None
+
+
+def _gpu_clock_after(x: mx.array) -> mx.array:
+    """The GPU's clock (ns) once the kernel that made `x` has finished."""
+    global _stamp_kernel
+    if _stamp_kernel is None:
+        _stamp_kernel = mx.fast.cuda_kernel(
+            name="gpu_clock", input_names=["after"], output_names=["ns"], source=STAMP_SOURCE
+        )
+    (ns,) = _stamp_kernel(
+        inputs=[x],
+        grid=(1, 1, 1),
+        threadgroup=(1, 1, 1),
+        output_shapes=[(1,)],
+        output_dtypes=[mx.uint64],
+    )
+    return ns
+
+
+def _gpu_time(step, x: mx.array, repeats: int, chain: int) -> float:
+    """Median GPU seconds of one `step`, from the GPU's clock: the clock is read (in an
+    evaluation of its own, so that nothing runs beside it) before a chain of calls that each
+    take the previous one's output, and after its last call. The chain of 1 + `chain` calls
+    less the chain of 1 leaves the time of `chain` calls run back to back, without the time
+    MLX takes to build a chain's first commands."""
+    mx.eval(step(x))
+
+    def span(calls: int) -> float:
+        start = _gpu_clock_after(x)
+        mx.eval(start)
+        y = x
+        for _ in range(calls):
+            y = step(y)
+        end = _gpu_clock_after(y)
+        mx.eval(end)
+        return (end.item() - start.item()) * 1e-9
+
+    times = []
+    for _ in range(repeats):
+        times.append((span(1 + chain) - span(1)) / chain)
     times.sort()
     return times[len(times) // 2]
 
@@ -110,6 +166,22 @@ def measure_kernel(
     batch = max(1, min(20, int(2e9 // q.nbytes)))
     seconds = _time(call, repeats, batch)
     moved = _traffic(t, dtype)
+    kernel_seconds = sustained_seconds = None
+    if backend == "cuda" or variant is not None or tensor_cores is not None:
+
+        def step(x):
+            if variant is not None:
+                attend = VARIANTS[variant[0]]
+                return attend(x, k, v, LEFT, RIGHT, bias, None, D**-0.5, variant[1])
+            if tensor_cores is not None:
+                return cuda_local_attention(x, k, v, LEFT, RIGHT, bias, None, D**-0.5, tensor_cores)
+            return local_attention(x, k, v, left=LEFT, right=RIGHT, bias=bias, backend=backend)
+
+        kernel_seconds = _gpu_time(step, q, max(3, repeats // 2), batch)
+        if variant is None and tensor_cores is None:
+            # Sixty calls in a row (as the 24 layers of hours of audio run) draw enough power
+            # for the GPU to lower its clock; a short chain runs at full clock.
+            sustained_seconds = _gpu_time(step, q, 3, SUSTAINED_CHAIN)
     if variant is not None:
         name = f"cuda {variant[0]}, {variant[1]} {'warps' if variant[0] == 'mma' else 'warpgroups'}"
     elif tensor_cores is not None:
@@ -132,11 +204,27 @@ def measure_kernel(
             round(seconds / (moved / _copy_bandwidth), 2) if _copy_bandwidth else None
         ),
         "useful_TFLOPs": round(_useful_flops(t) / seconds / 1e12, 2),
+        **(_kernel_figures(kernel_seconds, moved) if kernel_seconds else {}),
+        **(_kernel_figures(sustained_seconds, moved, "sustained_") if sustained_seconds else {}),
         "peak_extra_memory_GB": round(peak / 1e9, 3),
     }
 
 
+def _kernel_figures(seconds: float, moved: int, prefix: str = "") -> dict:
+    figures = {
+        f"{prefix}kernel_ms": round(seconds * 1e3, 4),
+        f"{prefix}kernel_GBps": round(moved / seconds / 1e9, 1),
+        f"{prefix}kernel_over_vendor_bound": round(seconds / (moved / H200_BANDWIDTH), 2),
+    }
+    if _copy_bandwidth_gpu_clock:
+        figures[f"{prefix}kernel_over_copy_bound"] = round(
+            seconds / (moved / _copy_bandwidth_gpu_clock), 2
+        )
+    return figures
+
+
 _copy_bandwidth: float | None = None  # measured on the GPU at the start of main()
+_copy_bandwidth_gpu_clock: float | None = None  # the same copy, timed by the GPU's clock
 
 
 COPY_SOURCE = """
@@ -150,9 +238,10 @@ for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += strid
 """
 
 
-def measure_copy_bandwidth(repeats: int) -> float:
-    """Bytes/s this GPU reaches copying 1 GB with 16-byte loads and stores (10 copies per
-    evaluation): a bound a kernel can actually meet, beside the vendor's figure."""
+def measure_copy_bandwidth(repeats: int) -> tuple[float, float]:
+    """Bytes/s this GPU reaches copying 1 GB with 16-byte loads and stores: a bound a kernel
+    can actually meet, beside the vendor's figure. By the wall clock (10 copies per
+    evaluation) and by the GPU's clock (10 chained copies)."""
     copy = mx.fast.cuda_kernel(
         name="copy_bandwidth", input_names=["x"], output_names=["y"], source=COPY_SOURCE
     )
@@ -160,7 +249,7 @@ def measure_copy_bandwidth(repeats: int) -> float:
     mx.eval(x)
     threads = 256
 
-    def call():
+    def step(x):
         (y,) = copy(
             inputs=[x],
             grid=(32768 * threads, 1, 1),
@@ -170,9 +259,10 @@ def measure_copy_bandwidth(repeats: int) -> float:
         )
         return y
 
-    assert mx.array_equal(call(), x).item()
-    seconds = _time(call, repeats, batch=10)
-    return 2 * x.nbytes / seconds
+    assert mx.array_equal(step(x), x).item()
+    seconds = _time(lambda: step(x), repeats, batch=10)
+    gpu_seconds = _gpu_time(step, x, repeats, chain=10)
+    return 2 * x.nbytes / seconds, 2 * x.nbytes / gpu_seconds
 
 
 def measure_full(t: int, dtype_name: str, repeats: int) -> dict:
@@ -222,9 +312,9 @@ def main() -> None:
     backend = available_backends()[0]
     short = lengths[0]
 
-    global _copy_bandwidth
+    global _copy_bandwidth, _copy_bandwidth_gpu_clock
     if backend == "cuda":
-        _copy_bandwidth = measure_copy_bandwidth(args.repeats)
+        _copy_bandwidth, _copy_bandwidth_gpu_clock = measure_copy_bandwidth(args.repeats)
         print(json.dumps({"measured_copy_GBps": round(_copy_bandwidth / 1e9, 1)}), flush=True)
     results: dict = {
         "device": str(mx.default_device()),
@@ -233,6 +323,9 @@ def main() -> None:
         "shape": {"B": 1, "H": H, "D": D, "left": LEFT, "right": RIGHT, "bias": True},
         "vendor_bandwidth_GBps": H200_BANDWIDTH / 1e9,
         "measured_copy_GBps": round(_copy_bandwidth / 1e9, 1) if _copy_bandwidth else None,
+        "measured_copy_GBps_gpu_clock": (
+            round(_copy_bandwidth_gpu_clock / 1e9, 1) if _copy_bandwidth_gpu_clock else None
+        ),
         "kernel": [],
         "cuda_cores_16_bit": [],
         "tensor_core_variants": [],
