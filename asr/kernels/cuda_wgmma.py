@@ -275,8 +275,9 @@ __device__ __forceinline__ unsigned int la_pack(float lo, float hi) {
 }
 """
 
-# Constants defined before this: D, L, R, HAS_BIAS, BIAS_BCAST, HAS_MASK, NWG (warpgroups
-# per block), STAGES, LA_HALF. Scalars: seq, heads, batch, scale.
+# Constants defined before this: D, L, R, HAS_BIAS, BIAS_BCAST, HAS_MASK, NWG (consumer
+# warpgroups per block), STAGES, PRODUCER_REGS, CONSUMER_REGS, PING_PONG, LA_HALF. Scalars:
+# seq, heads, batch, scale.
 KERNEL = r"""
 extern "C" __global__ void __launch_bounds__(128 * (NWG + 1), 1) KERNEL_NAME(
     const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
