@@ -202,6 +202,27 @@ def test_warpgroup_blocks_of_few_chunks_take_one_each():
     assert chunks_per_block(11, 2, 132) == 1
 
 
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("warpgroups", [1, 2])
+@pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
+def test_warpgroup_kernel_fits_a_multiprocessor(head_dim, warpgroups, with_bias):
+    # The producer warpgroup hands registers to the consumers (setmaxnreg): were the
+    # consumers to ask for more than it gives back, they would wait for them forever. At
+    # launch a thread has at most 64K / threads registers (168 for 3 warpgroups, as ptxas
+    # reports). And 4 stages, their barriers and the output buffers fit a block's memory.
+    from asr.kernels import cuda_wgmma
+
+    for regs in (cuda_wgmma.PRODUCER_REGS, cuda_wgmma.CONSUMER_REGS):
+        assert regs % 8 == 0 and 24 <= regs <= 256
+    threads = 128 * (warpgroups + 1)
+    at_launch = min(255, 65536 // threads) // 8 * 8
+    given_back = 128 * (at_launch - cuda_wgmma.PRODUCER_REGS)
+    asked_for = 128 * warpgroups * max(0, cuda_wgmma.CONSUMER_REGS - at_launch)
+    assert asked_for <= given_back
+    assert cuda_wgmma.pipeline_stages(head_dim, warpgroups, with_bias) == 4
+    assert cuda_wgmma.shared_bytes(head_dim, warpgroups, with_bias) <= cuda_wgmma.MAX_SHARED_BYTES
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
 def test_padded_batch(backend, with_bias):
